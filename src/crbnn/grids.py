@@ -6,8 +6,9 @@ layout (``docs/architecture.md``) so that the generic simulation stage produces 
 coefficients, Jacobians and CRBs:
 
 * dataset ``parameters`` [n, 7] float64, columns ``TISSUE_PARAMETERS`` (attrs ``names``, ``units``);
-* root attrs ``seed`` (0: a grid has no randomness), ``axes`` (JSON list of
-  ``{"name": ..., "values": [...], "units": ...}`` in grid order), ``shape`` and ``grid`` (its name).
+* root attrs ``seed`` (0: a grid has no randomness) and ``axes``: JSON of
+  ``{"grid": name, "order": [axis names in grid order], "values": {name: [...]},
+  "units": {name: unit}, "fixed": {parameter: value of every non-axis parameter}}``.
 
 Rows run over the axes in C order (``numpy.meshgrid(..., indexing="ij")``: the last axis varies
 fastest), so ``table.reshape(*shape, 7)`` recovers the grid.
@@ -23,19 +24,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crbnn.io import PathLike, write_h5
+from crbnn.dataset import write_parameter_table
+from crbnn.io import PathLike
+from crbnn.sampling import TISSUE_PARAMETERS
+from crbnn.sampling import TISSUE_UNITS as _UNITS
 
-#: Tissue parameters (columns of a parameter table) and their SI units (physics.md section 1).
-TISSUE_PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1")
-TISSUE_UNITS: dict[str, str] = {
-    "m0s": "1",
-    "T1": "s",
-    "T2f": "s",
-    "Rex": "1/s",
-    "T2s": "s",
-    "omega0": "rad/s",
-    "B1": "1",
-}
+#: SI units of the tissue parameters (physics.md section 1), by name.
+TISSUE_UNITS: dict[str, str] = dict(zip(TISSUE_PARAMETERS, _UNITS, strict=True))
 
 
 @dataclass(frozen=True)
@@ -104,11 +99,15 @@ class Grid:
             out[:, j] = by_axis[name] if name in by_axis else self.fixed[name]
         return out
 
-    def axes_json(self) -> str:
-        """JSON description of the axes (the ``axes`` attribute of the table file)."""
-        return json.dumps(
-            [{"name": a.name, "values": a.values.tolist(), "units": TISSUE_UNITS[a.name]} for a in self.axes]
-        )
+    def axes_attr(self) -> dict[str, Any]:
+        """Description of the axes (stored as JSON in the ``axes`` attribute of the table file)."""
+        return {
+            "grid": self.name,
+            "order": list(self.axis_names),
+            "values": {a.name: a.values.tolist() for a in self.axes},
+            "units": {a.name: TISSUE_UNITS[a.name] for a in self.axes},
+            "fixed": dict(self.fixed),
+        }
 
 
 def make_grid(name: str, axes: Mapping[str, Mapping[str, Any]], fixed: Mapping[str, float]) -> Grid:
@@ -130,20 +129,14 @@ def make_grid(name: str, axes: Mapping[str, Mapping[str, Any]], fixed: Mapping[s
 
 def write_grid(path: PathLike, grid: Grid) -> None:
     """Write the grid's parameter table atomically in the project's parameter-table layout."""
-    write_h5(
-        path,
-        {"parameters": grid.table()},
-        {"seed": 0, "axes": grid.axes_json(), "shape": list(grid.shape), "grid": grid.name,
-         "fixed": json.dumps(grid.fixed, sort_keys=True)},
-        {"parameters": {"names": list(TISSUE_PARAMETERS), "units": [TISSUE_UNITS[p] for p in TISSUE_PARAMETERS]}},
-    )
+    write_parameter_table(path, grid.table(), seed=0, axes=grid.axes_attr())
 
 
 def read_axes(attrs: Mapping[str, Any]) -> list[tuple[str, NDArray[np.float64]]]:
     """Axes ``[(name, values), ...]`` from the root attributes of a grid table or simulated grid."""
     raw = attrs["axes"]
-    raw = raw.decode() if isinstance(raw, bytes) else raw
-    return [(a["name"], np.asarray(a["values"], dtype=np.float64)) for a in json.loads(raw)]
+    d = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    return [(name, np.asarray(d["values"][name], dtype=np.float64)) for name in d["order"]]
 
 
 def grid_names(grids_config: Mapping[str, Any]) -> list[str]:
