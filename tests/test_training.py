@@ -1,0 +1,169 @@
+"""Training loop, checkpoint resume, model files and evaluation on a tiny linear toy data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from crbnn.training import (
+    TrainingError,
+    TrainSettings,
+    evaluate_model,
+    init_model,
+    load_model,
+    make_validation_set,
+    predict,
+    read_training_data,
+    save_model,
+    train_network,
+    validation_metrics,
+)
+
+torch.set_num_threads(1)
+
+TISSUE = ["m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1"]
+UNITS = ["1", "s", "s", "1/s", "s", "rad/s", "1"]
+LO = np.array([0.0, 0.6, 0.03])
+HI = np.array([0.3, 2.0, 0.15])
+
+
+def make_toy_dataset(path: Path, n: int, seed: int, rank: int = 4, basis_sha: str = "b" * 64,
+                     nan_row: int | None = None) -> None:
+    """Documented data-set layout for a linear toy model c = b + A u, u = theta scaled to [-1, 1].
+
+    The CRB includes the complex M0 as a nuisance (Fisher matrix of [c, i c, dc/dtheta] at M0 = 1).
+    """
+    model_rng = np.random.default_rng(7)  # the same model for every split
+    b = model_rng.normal(size=rank) + 1j * model_rng.normal(size=rank)
+    a = 0.3 * (model_rng.normal(size=(rank, 3)) + 1j * model_rng.normal(size=(rank, 3)))
+    rng = np.random.default_rng(seed)
+    params = np.column_stack([rng.uniform(LO, HI, size=(n, 3)), rng.uniform(1, 2, size=(n, 4))])
+    u = 2 * (params[:, :3] - LO) / (HI - LO) - 1
+    coeff = b + u @ a.T
+    dtheta = a * (2 / (HI - LO))  # [R, 3]
+    crb = np.empty((n, 3))
+    for i in range(n):
+        j = np.column_stack([coeff[i], 1j * coeff[i], dtheta])
+        crb[i] = np.diag(np.linalg.inv((j.conj().T @ j).real))[2:]
+    if nan_row is not None:
+        coeff[nan_row, 1] = np.nan
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("parameters", data=params)
+        ds.attrs["names"] = TISSUE
+        ds.attrs["units"] = UNITS
+        f.create_dataset("coefficients", data=coeff.astype(np.complex128))
+        ds = f.create_dataset("crb", data=crb)
+        ds.attrs["names"] = ["m0s", "T1", "T2f"]
+        f.attrs.update({"sequence_sha256": "s" * 64, "basis_sha256": basis_sha, "rank": rank,
+                        "estimated": ["m0s", "T1", "T2f"], "M0": 1.0, "sigma": 1.0})
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("toy")
+    paths = {name: d / f"{name}.h5" for name in ("train", "val", "test")}
+    for k, (name, n) in enumerate((("train", 1024), ("val", 256), ("test", 128))):
+        make_toy_dataset(paths[name], n, seed=k)
+    return paths
+
+
+def settings(**kw: object) -> TrainSettings:
+    base = {"epochs": 3, "batch_size": 64, "lr": 0.01, "lr_step_epochs": 2, "network": {"preset": "tiny"},
+            "normalization": "first_coefficient", "checkpoint_every": 2, "seed": 5, "sigma": 0.01}
+    base.update(kw)
+    return TrainSettings.from_dict(base)
+
+
+def test_read_training_data(toy: dict[str, Path]) -> None:
+    d = read_training_data(toy["train"])
+    assert len(d) == 1024 and d.rank == 4 and d.estimated == ["m0s", "T1", "T2f"]
+    assert d.units == ["1", "s", "s"]
+    assert d.coefficients.dtype == torch.complex64
+
+
+def test_nan_in_inputs_is_a_clear_error(tmp_path: Path) -> None:
+    make_toy_dataset(tmp_path / "bad.h5", 16, seed=0, nan_row=3)
+    with pytest.raises(ValueError, match=r"coefficients contains 1 NaN/inf.*first rows \[3\]"):
+        read_training_data(tmp_path / "bad.h5")
+
+
+def test_nonfinite_loss_names_epoch_and_batch(toy: dict[str, Path]) -> None:
+    train = read_training_data(toy["train"])
+    train.crb[100] = 0.0  # division by zero in the crb loss, in whichever batch holds sample 100
+    with pytest.raises(TrainingError, match=r"non-finite crb loss .* at epoch 1, batch \d+"):
+        train_network(train, read_training_data(toy["val"]), settings(), "crb")
+
+
+def test_training_lowers_validation_loss(toy: dict[str, Path]) -> None:
+    train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
+    s = settings(epochs=4)
+    before = validation_metrics(init_model(s, train), make_validation_set(val, s, torch.device("cpu")), val.estimated)
+    model, history = train_network(train, val, s, "crb")
+    assert len(history) == 4
+    assert history[-1]["val_crb_mean"] < 0.5 * before["val_crb_mean"]
+    assert {"epoch", "train_loss", "val_mse_T1", "val_crb_m0s", "val_crb_mean", "lr", "wall_time_s",
+            "samples_per_s"} <= set(history[0])
+    assert [h["lr"] for h in history] == [0.01, 0.01, 0.005, 0.005]
+
+
+def test_resume_equals_uninterrupted(toy: dict[str, Path], tmp_path: Path) -> None:
+    train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
+    s = settings(epochs=4, checkpoint_every=2)
+    ref, ref_hist = train_network(train, val, s, "mse")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_3(epoch: int) -> None:
+        if epoch == 3:  # after epoch 3, whose checkpoint was not written: resume redoes it
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_network(train, val, s, "mse", checkpoint_dir=tmp_path, on_epoch_end=kill_at_3)
+    assert (tmp_path / "last.pt").exists()
+    resumed, hist = train_network(train, val, s, "mse", checkpoint_dir=tmp_path)
+    for key, value in ref.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert [h["val_crb_mean"] for h in hist] == [h["val_crb_mean"] for h in ref_hist]
+    # a checkpoint of other settings is ignored, not resumed
+    other, _ = train_network(train, val, settings(epochs=4, checkpoint_every=2, seed=6), "mse", checkpoint_dir=tmp_path)
+    assert not torch.equal(other.state_dict()["linears.0.weight"], ref.state_dict()["linears.0.weight"])
+
+
+def test_save_load_predict_and_hash_check(toy: dict[str, Path], tmp_path: Path) -> None:
+    train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
+    model, _ = train_network(train, val, settings(epochs=1), "crb")
+    save_model(model, tmp_path / "model.pt")
+    loaded = load_model(tmp_path / "model.pt", expect_basis_sha256="b" * 64, expect_sequence_sha256="s" * 64)
+    assert loaded.meta["estimated"] == ["m0s", "T1", "T2f"] and loaded.meta["units"] == ["1", "s", "s"]
+    assert loaded.meta["loss"] == "crb" and loaded.meta["rank"] == 4
+    c = val.coefficients[:10].numpy() * (0.3 * np.exp(1j))  # any M0
+    est = predict(loaded, c)
+    assert est.shape == (10, 3) and est.dtype == np.float64
+    np.testing.assert_array_equal(est, predict(model, c))
+    assert predict(loaded, c.reshape(2, 5, 4)).shape == (2, 5, 3)
+    with pytest.raises(ValueError, match="trained for basis"):
+        load_model(tmp_path / "model.pt", expect_basis_sha256="c" * 64)
+    with pytest.raises(ValueError, match="NaN"):
+        predict(loaded, np.full((2, 4), np.nan, complex))
+    # evaluation on a test set of another basis is refused as well
+    make_toy_dataset(tmp_path / "other.h5", 8, seed=9, basis_sha="c" * 64)
+    with pytest.raises(ValueError, match="basis"):
+        evaluate_model(loaded, read_training_data(tmp_path / "other.h5"))
+
+
+def test_bias_reduced_finetune_and_evaluate(toy: dict[str, Path]) -> None:
+    train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
+    crb_model, _ = train_network(train, val, settings(epochs=2), "crb")
+    s = settings(epochs=1, realizations=4, batch_size=32, lr=1e-3)
+    model, hist = train_network(train, val, s, "bias_reduced", init_from=crb_model)
+    assert model.meta["loss"] == "bias_reduced" and np.isfinite(hist[0]["train_loss"])
+    metrics = evaluate_model(model, read_training_data(toy["test"]), realizations=5, seed=1)
+    for key in ("crb_loss", "relative_rmse", "median_abs_bias_over_sqrt_crb", "rmse"):
+        assert set(metrics[key]) == {"m0s", "T1", "T2f"}
+    assert metrics["n_samples"] == 128 and metrics["seconds_per_voxel"] > 0
+    assert np.isfinite(metrics["crb_loss_mean"])
