@@ -1,0 +1,495 @@
+"""Hybrid-state magnetization-transfer signal of the linearized generalized Bloch model.
+
+Implements physics.md sections 2, 4 and 5 in PyTorch, float64, batched over parameter sets, on
+CPU or CUDA with the same code, with exact Jacobians (forward sensitivities):
+
+* per-pulse propagators ``expm(H T)`` and their Frechet derivatives in all requested directions
+  at once (:func:`crbnn.expm.expm_frechet`); free precession depends only on TRF, so it is computed
+  once per distinct TRF of the train;
+* the crushed inversion pulse 1, the phase-cycling frame rotation Rz(pi) and the xs spoiler;
+* the periodic steady state: the cycle operator A by one sweep of 6x6 products (kept as the
+  partial products Phi_n), the fixed point, every echo m_n = Phi_n m_1 at once; derivatives by a
+  second sweep of matrix-vector products and the linear fixed-point equation (I - A) dm_1 = dA m_1.
+
+State ordering ``[xf, yf, zf, xs, zs, 1]``.  Units: s, 1/s, rad, rad/s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Union
+
+import numpy as np
+import torch
+
+from .expm import expm_frechet
+from .r2sl import R2slTable, default_table
+
+Number = Union[float, int, complex, np.ndarray, torch.Tensor]
+
+#: General parametrization (physics.md table 1), real M0.
+GENERAL_PARAMETERS = ("M0", "m0s", "R1f", "R2f", "Rex", "R1s", "T2s", "omega0", "B1")
+GENERAL_UNITS = ("a.u.", "1", "1/s", "1/s", "1/s", "1/s", "s", "rad/s", "1")
+#: The paper's constrained parametrization: R1f = R1s = 1/T1, T2f = 1/R2f, complex M0.
+PAPER_PARAMETERS = ("M0_re", "M0_im", "m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1")
+PAPER_UNITS = ("a.u.", "a.u.", "1", "s", "s", "1/s", "s", "rad/s", "1")
+#: Tissue parameters of the paper model (the columns of a parameter table; M0 excluded).
+TISSUE_PARAMETERS = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1")
+TISSUE_UNITS = ("1", "s", "s", "1/s", "s", "rad/s", "1")
+
+XF, YF, ZF, XS, ZS, C = range(6)
+
+# Elementary directions: dH/d(elementary) as lists of (row, col, factor-name) entries.
+_ELEMENTARY = ("m0s", "R1f", "R1s", "R2f", "Rex", "omega0", "B1w", "R2sl")
+
+
+def _as_tensor(x: Number, device: torch.device | None = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        t = torch.as_tensor(np.asarray(x))
+    if not t.is_complex():
+        t = t.to(torch.float64)
+    return t.to(device) if device is not None else t
+
+
+def _check_sequence(alpha: torch.Tensor, trf: torch.Tensor, tr: float) -> None:
+    if alpha.ndim != 1 or trf.shape != alpha.shape:
+        raise ValueError(f"pulse train: alpha and trf must be 1-D of equal length, got {tuple(alpha.shape)} and {tuple(trf.shape)}")
+    if alpha.numel() < 2:
+        raise ValueError("pulse train: at least 2 pulses are needed (pulse 1 is the inversion)")
+    if not bool(torch.isfinite(alpha).all() & torch.isfinite(trf).all()):
+        raise ValueError("pulse train: alpha and trf must be finite (found NaN or inf)")
+    if bool((trf <= 0).any()):
+        raise ValueError(f"pulse train: every TRF must be > 0 s, found {float(trf.min()):.6g}")
+    if not np.isfinite(tr) or tr <= float(trf.max()):
+        raise ValueError(f"pulse train: TR = {tr} s must exceed the longest pulse TRF = {float(trf.max()):.6g} s")
+
+
+class _Directions:
+    """Requested derivative directions as linear combinations of elementary directions.
+
+    ``coef[d][elem]`` is a tensor broadcastable to [S] (per signal) or [S, N] (per pulse).
+    """
+
+    def __init__(self) -> None:
+        self.coef: list[dict[str, torch.Tensor]] = []
+
+    def add(self, combo: dict[str, torch.Tensor]) -> None:
+        self.coef.append(combo)
+
+    def __len__(self) -> int:
+        return len(self.coef)
+
+
+def _hamiltonian_entries(p: Mapping[str, torch.Tensor], w1: torch.Tensor, r2sl: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
+    """Non-zero entries of H (physics.md section 2) at M0 = 1, broadcast over [S, P]."""
+    m0s = p["m0s"]
+    m0f = 1.0 - m0s
+    b1w1 = p["B1"] * w1
+    return {
+        (XF, XF): -p["R2f"],
+        (XF, YF): -p["omega0"],
+        (XF, ZF): b1w1,
+        (YF, XF): p["omega0"],
+        (YF, YF): -p["R2f"],
+        (ZF, XF): -b1w1,
+        (ZF, ZF): -p["R1f"] - p["Rex"] * m0s,
+        (ZF, ZS): p["Rex"] * m0f,
+        (ZF, C): p["R1f"] * m0f,
+        (XS, XS): -r2sl,
+        (XS, ZS): b1w1,
+        (ZS, ZF): p["Rex"] * m0s,
+        (ZS, XS): -b1w1,
+        (ZS, ZS): -p["R1s"] - p["Rex"] * m0f,
+        (ZS, C): p["R1s"] * m0s,
+    }
+
+
+def _elementary_entries(name: str, p: Mapping[str, torch.Tensor], w1: torch.Tensor) -> list[tuple[int, int, torch.Tensor | float]]:
+    """dH/d(elementary direction) at M0 = 1."""
+    m0s = p["m0s"]
+    rex = p["Rex"]
+    if name == "m0s":
+        return [(ZF, ZF, -rex), (ZF, ZS, -rex), (ZF, C, -p["R1f"]), (ZS, ZF, rex), (ZS, ZS, rex), (ZS, C, p["R1s"])]
+    if name == "R1f":
+        return [(ZF, ZF, -1.0), (ZF, C, 1.0 - m0s)]
+    if name == "R1s":
+        return [(ZS, ZS, -1.0), (ZS, C, m0s)]
+    if name == "R2f":
+        return [(XF, XF, -1.0), (YF, YF, -1.0)]
+    if name == "Rex":
+        return [(ZF, ZF, -m0s), (ZF, ZS, 1.0 - m0s), (ZS, ZF, m0s), (ZS, ZS, -(1.0 - m0s))]
+    if name == "omega0":
+        return [(XF, YF, -1.0), (YF, XF, 1.0)]
+    if name == "B1w":
+        return [(XF, ZF, w1), (ZF, XF, -w1), (XS, ZS, w1), (ZS, XS, -w1)]
+    if name == "R2sl":
+        return [(XS, XS, -1.0)]
+    raise KeyError(name)
+
+
+def _build(shape: tuple[int, ...], entries, dtype, device) -> torch.Tensor:
+    out = torch.zeros(*shape, 6, 6, dtype=dtype, device=device)
+    for (i, j), v in entries.items():
+        out[..., i, j] = v
+    return out
+
+
+def _directions_tensor(
+    dirs: _Directions, p: Mapping[str, torch.Tensor], w1: torch.Tensor, t: torch.Tensor, shape: tuple[int, ...],
+    allowed: Sequence[str], device,
+) -> torch.Tensor:
+    """E = dH/dtheta_k * T in layout [*shape, 6, K, 6]; elementary directions not in ``allowed`` are zero."""
+    k = len(dirs)
+    e = torch.zeros(*shape, 6, k, 6, dtype=torch.float64, device=device)
+    for d, combo in enumerate(dirs.coef):
+        for name, c in combo.items():
+            if name not in allowed:
+                continue
+            for i, j, v in _elementary_entries(name, p, w1):
+                e[..., i, d, j] += (c * v * t).expand(shape) if isinstance(c * v * t, torch.Tensor) else c * v * t
+    return e
+
+
+def _matvec_dirs(dm: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """[..., 6, K, 6] applied to [..., 6] -> [..., 6, K]."""
+    return torch.einsum("...ikj,...j->...ik", dm, v)
+
+
+def _steady_state(
+    alpha: torch.Tensor, trf: torch.Tensor, tr: float, p: dict[str, torch.Tensor], dirs: _Directions, table: R2slTable
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Echo states m_n [S, N, 6] and their derivatives [S, N, 6, K] (None if K = 0) at M0 = 1."""
+    device = alpha.device
+    s_count = p["m0s"].shape[0]
+    n = alpha.shape[0]
+    k = len(dirs)
+    dt = torch.float64
+    # ---------------- per-pulse R2sl and its derivatives
+    w1 = (alpha / trf)[None, :]  # [1, N]
+    r2sl, dr_dt2s, dr_db1 = table.lookup(trf[None, :], alpha[None, :], p["B1"][:, None], p["T2s"][:, None])
+    ps = {key: val[:, None] for key, val in p.items()}  # [S, 1]
+    # resolve per-pulse coefficients of R2sl in each direction
+    dirs_pulse = _Directions()
+    for combo in dirs.coef:
+        c2 = dict(combo)
+        if "R2sl_dT2s" in c2 or "R2sl_dB1" in c2:
+            c2["R2sl"] = c2.pop("R2sl_dT2s", 0.0) * dr_dt2s + c2.pop("R2sl_dB1", 0.0) * dr_db1
+        dirs_pulse.add({kk: (vv[:, None] if isinstance(vv, torch.Tensor) and vv.ndim == 1 else vv) for kk, vv in c2.items()})
+
+    # ---------------- balanced pulses 2..N
+    shape = (s_count, n - 1)
+    t_p = trf[None, 1:]
+    ent = _hamiltonian_entries(ps, w1[:, 1:], r2sl[:, 1:])
+    x = _build(shape, {key: (v * t_p).expand(shape) for key, v in ent.items()}, dt, device)
+    dp = None
+    if k:
+        coefs = _Directions()
+        for combo in dirs_pulse.coef:
+            coefs.add({kk: (vv[:, 1:] if isinstance(vv, torch.Tensor) and vv.ndim == 2 and vv.shape[1] == n else vv) for kk, vv in combo.items()})
+        e = _directions_tensor(coefs, ps, w1[:, 1:], t_p, shape, _ELEMENTARY, device)
+        pp, dp = expm_frechet(x.reshape(-1, 6, 6), e.reshape(-1, 6, k, 6))
+        dp = dp.reshape(*shape, 6, k, 6)
+    else:
+        pp, _ = expm_frechet(x.reshape(-1, 6, 6))
+    pp = pp.reshape(*shape, 6, 6)
+
+    # ---------------- free precession, once per distinct interval
+    tfp_all = torch.cat([torch.full((1,), tr / 2, dtype=dt, device=device), (tr - trf[1:]) / 2])
+    tfp_u, inv = torch.unique(tfp_all, return_inverse=True)
+    nu = tfp_u.shape[0]
+    ushape = (s_count, nu)
+    zero = torch.zeros((), dtype=dt, device=device)
+    ent_fp = _hamiltonian_entries(ps, zero, zero)
+    xf = _build(ushape, {key: (v * tfp_u[None, :]).expand(ushape) for key, v in ent_fp.items()}, dt, device)
+    fp_allowed = ("m0s", "R1f", "R1s", "R2f", "Rex", "omega0")
+    if k:
+        coefs = _Directions()
+        for combo in dirs.coef:
+            coefs.add({kk: (vv[:, None] if isinstance(vv, torch.Tensor) and vv.ndim == 1 else vv) for kk, vv in combo.items() if kk in fp_allowed})
+        efp = _directions_tensor(coefs, ps, zero, tfp_u[None, :], ushape, fp_allowed, device)
+        pf, dpf = expm_frechet(xf.reshape(-1, 6, 6), efp.reshape(-1, 6, k, 6))
+        dpf = dpf.reshape(*ushape, 6, k, 6)
+        dpf[..., XS, :, :] = 0.0  # xs spoiler Dxs on the left
+        dpf = dpf[:, inv]  # [S, N, 6, K, 6]
+    else:
+        pf, _ = expm_frechet(xf.reshape(-1, 6, 6))
+        dpf = None
+    pf = pf.reshape(*ushape, 6, 6)
+    pf[..., XS, :] = 0.0
+    pf = pf[:, inv]  # [S, N, 6, 6]
+
+    # ---------------- pulse 1: crushed inversion
+    theta = p["B1"] * alpha[0]  # [S]
+    x1 = torch.zeros(s_count, 6, 6, dtype=dt, device=device)
+    t1 = trf[0]
+    x1[:, XS, XS] = -r2sl[:, 0] * t1
+    x1[:, XS, ZS] = p["B1"] * w1[0, 0] * t1
+    x1[:, ZS, XS] = -p["B1"] * w1[0, 0] * t1
+    sin2 = torch.sin(theta / 2) ** 2
+    if k:
+        e1 = torch.zeros(s_count, 6, k, 6, dtype=dt, device=device)
+        dfree = torch.zeros(s_count, 3, k, dtype=dt, device=device)
+        for d, combo in enumerate(dirs_pulse.coef):
+            cw = combo.get("B1w", 0.0)
+            cr = combo.get("R2sl", 0.0)
+            cw = cw[:, 0] if isinstance(cw, torch.Tensor) and cw.ndim == 2 else cw
+            cr = cr[:, 0] if isinstance(cr, torch.Tensor) and cr.ndim == 2 else cr
+            e1[:, XS, d, ZS] = cw * w1[0, 0] * t1
+            e1[:, ZS, d, XS] = -cw * w1[0, 0] * t1
+            e1[:, XS, d, XS] = -cr * t1
+            dtheta = cw * alpha[0]
+            dfree[:, 0, d] = 0.5 * torch.sin(theta) * dtheta
+            dfree[:, 1, d] = -0.5 * torch.sin(theta) * dtheta
+            dfree[:, 2, d] = -torch.sin(theta) * dtheta
+        p1, dp1 = expm_frechet(x1, e1)
+        for i in range(3):
+            dp1[:, i, :, i] = dfree[:, i, :]
+    else:
+        p1, _ = expm_frechet(x1)
+        dp1 = None
+    p1[:, XF, XF] = sin2
+    p1[:, YF, YF] = -sin2
+    p1[:, ZF, ZF] = torch.cos(theta)
+
+    # ---------------- repetition operators U_n = Pfp Ppulse Rz Pfp
+    rz = torch.tensor([-1.0, -1.0, 1.0, 1.0, 1.0, 1.0], dtype=dt, device=device)
+    ppulse = torch.cat([p1[:, None], pp], dim=1)  # [S, N, 6, 6]
+    rzpf = rz[:, None] * pf  # Rz Pfp
+    u = pf @ (ppulse @ rzpf)  # [S, N, 6, 6]
+
+    # ---------------- sweep 1: partial products Phi_n = U_n ... U_2, cycle operator A = U_1 Phi_N
+    phi = torch.empty(s_count, n, 6, 6, dtype=dt, device=device)
+    cur = torch.eye(6, dtype=dt, device=device).expand(s_count, 6, 6).clone()
+    phi[:, 0] = cur
+    for i in range(1, n):
+        cur = u[:, i] @ cur
+        phi[:, i] = cur
+    a = u[:, 0] @ cur
+    eye5 = torch.eye(5, dtype=dt, device=device)
+    ia = eye5 - a[:, :5, :5]
+    lu, piv = torch.linalg.lu_factor(ia)
+    m1 = torch.ones(s_count, 6, dtype=dt, device=device)
+    m1[:, :5] = torch.linalg.lu_solve(lu, piv, a[:, :5, 5:6])[..., 0]
+    m = (phi @ m1[:, None, :, None])[..., 0]  # [S, N, 6]
+    if not k:
+        return m, None
+
+    # ---------------- sources q_n = dU_n m_{n-1}
+    m_prev = torch.cat([m[:, -1:], m[:, :-1]], dim=1)  # m_{n-1}; for n = 1 it is m_N
+    v1 = (pf @ m_prev[..., None])[..., 0]
+    v2 = rz * v1
+    v3 = (ppulse @ v2[..., None])[..., 0]
+    dppulse = torch.cat([dp1[:, None], dp], dim=1)  # [S, N, 6, K, 6]
+    inner = _matvec_dirs(dppulse, v2) + ppulse @ (rz[:, None] * _matvec_dirs(dpf, m_prev))
+    q = _matvec_dirs(dpf, v3) + pf @ inner  # [S, N, 6, K]
+
+    # ---------------- sweep 2: tangents with dm_1 = 0, then the fixed-point correction
+    g = torch.empty(s_count, n, 6, k, dtype=dt, device=device)
+    gc = torch.zeros(s_count, 6, k, dtype=dt, device=device)
+    g[:, 0] = gc
+    for i in range(1, n):
+        gc = u[:, i] @ gc + q[:, i]
+        g[:, i] = gc
+    gcycle = u[:, 0] @ gc + q[:, 0]
+    dm1 = torch.zeros(s_count, 6, k, dtype=dt, device=device)
+    dm1[:, :5] = torch.linalg.lu_solve(lu, piv, gcycle[:, :5])
+    dm = g + phi @ dm1[:, None]
+    return m, dm
+
+
+def _resolve_table(r2sl: R2slTable | None) -> R2slTable:
+    if r2sl is None:
+        return default_table()
+    if not isinstance(r2sl, R2slTable):
+        raise TypeError(f"r2sl must be an R2slTable or None, got {type(r2sl).__name__}")
+    return r2sl
+
+
+def _broadcast_params(params: Mapping[str, Number], names: Sequence[str], device) -> tuple[dict[str, torch.Tensor], tuple[int, ...]]:
+    missing = [nm for nm in names if nm not in params]
+    extra = [nm for nm in params if nm not in names]
+    if missing or extra:
+        raise KeyError(f"params: expected keys {list(names)}; missing {missing}, unexpected {extra}")
+    ts = {nm: _as_tensor(params[nm], device) for nm in names}
+    shape = torch.broadcast_shapes(*(t.shape for t in ts.values()))
+    return {nm: t.expand(shape).reshape(-1) for nm, t in ts.items()}, tuple(shape)
+
+
+def _device_of(*xs) -> torch.device:
+    for x in xs:
+        if isinstance(x, torch.Tensor):
+            return x.device
+    return torch.device("cpu")
+
+
+def _run(
+    alpha, trf, tr, p: dict[str, torch.Tensor], dirs: _Directions, table: R2slTable, chunk: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Signal xf + i yf at M0 = 1 [S, N] and its derivatives [S, N, K], in chunks of signals."""
+    s_count = p["m0s"].shape[0]
+    n = alpha.shape[0]
+    if chunk is None:
+        chunk = max(1, 16384 // n) if alpha.device.type == "cpu" else max(1, 2**21 // n)
+    sig, jac = [], []
+    for start in range(0, s_count, chunk):
+        sl = slice(start, start + chunk)
+        pc = {kk: v[sl] for kk, v in p.items()}
+        dc = _Directions()
+        for combo in dirs.coef:
+            dc.add({kk: (v[sl] if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == s_count else v) for kk, v in combo.items()})
+        m, dm = _steady_state(alpha, trf, tr, pc, dc, table)
+        sig.append(torch.complex(m[..., XF], m[..., YF]))
+        if dm is not None:
+            jac.append(torch.complex(dm[..., XF, :], dm[..., YF, :]))
+    signal = torch.cat(sig) if sig else torch.zeros(0, n, dtype=torch.complex128, device=alpha.device)
+    if len(dirs):
+        return signal, torch.cat(jac) if jac else torch.zeros(0, n, len(dirs), dtype=torch.complex128, device=alpha.device)
+    return signal, None
+
+
+def _prepare(alpha, trf, tr, device):
+    alpha_t = _as_tensor(alpha, device).reshape(-1)
+    trf_t = _as_tensor(trf, device).reshape(-1)
+    tr = float(tr)
+    _check_sequence(alpha_t, trf_t, tr)
+    return alpha_t, trf_t, tr
+
+
+def simulate(
+    alpha: Number,
+    trf: Number,
+    tr: float,
+    params: Mapping[str, Number],
+    wrt: Sequence[str] = (),
+    r2sl: R2slTable | None = None,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Periodic steady-state signal of the pulse train and its Jacobian, general parametrization.
+
+    ``alpha`` (rad) and ``trf`` (s) are the N flip angles and pulse durations, ``tr`` (s) the
+    repetition time; ``params`` maps the names of :data:`GENERAL_PARAMETERS` to floats or
+    broadcastable float64 tensors (s, 1/s, rad/s).  ``wrt`` names the parameters to differentiate
+    by.  Returns ``(signal, jacobian)``: signal complex128 [..., N] (s_n = M0 (xf + i yf) at the
+    echoes, demodulated), jacobian complex128 [..., N, len(wrt)] or ``None`` when ``wrt`` is
+    empty.  ``r2sl=None`` uses the default table of physics.md (built once, cached on disk).
+    The device is that of the first tensor argument (CPU otherwise).
+
+    >>> import math
+    >>> a = torch.tensor([math.pi, 0.5, 0.5]); t = torch.tensor([5e-4, 3e-4, 3e-4])
+    >>> p = dict(M0=1.0, m0s=0.15, R1f=0.5, R2f=15.0, Rex=30.0, R1s=3.0, T2s=10e-6, omega0=0.0, B1=1.0)
+    >>> s, j = simulate(a, t, 3.5e-3, p, wrt=("M0",))
+    >>> s.shape, j.shape, bool(torch.allclose(j[..., 0], s))
+    (torch.Size([3]), torch.Size([3, 1]), True)
+    """
+    device = _device_of(*params.values(), alpha, trf)
+    alpha_t, trf_t, tr = _prepare(alpha, trf, tr, device)
+    for nm in wrt:
+        if nm not in GENERAL_PARAMETERS:
+            raise KeyError(f"wrt: unknown parameter {nm!r}; choose from {GENERAL_PARAMETERS}")
+    p, shape = _broadcast_params(params, GENERAL_PARAMETERS, device)
+    for nm, v in p.items():
+        if v.is_complex():
+            raise TypeError(f"params[{nm!r}] must be real in the general parametrization (use simulate_paper for complex M0)")
+    table = _resolve_table(r2sl)
+    dirs = _Directions()
+    for nm in wrt:
+        if nm == "M0":
+            continue
+        if nm == "T2s":
+            dirs.add({"R2sl_dT2s": 1.0})
+        elif nm == "B1":
+            dirs.add({"B1w": 1.0, "R2sl_dB1": 1.0})
+        else:
+            dirs.add({nm: 1.0})
+    core = {nm: v for nm, v in p.items() if nm != "M0"}
+    sig1, jac1 = _run(alpha_t, trf_t, tr, core, dirs, table, chunk)
+    m0 = p["M0"][:, None]
+    signal = m0 * sig1
+    if not wrt:
+        return signal.reshape(*shape, -1), None
+    cols = []
+    d = 0
+    for nm in wrt:
+        if nm == "M0":
+            cols.append(sig1)
+        else:
+            cols.append(m0 * jac1[..., d])
+            d += 1
+    jac = torch.stack(cols, dim=-1)
+    return signal.reshape(*shape, -1), jac.reshape(*shape, alpha_t.shape[0], len(wrt))
+
+
+def simulate_paper(
+    alpha: Number,
+    trf: Number,
+    tr: float,
+    params: Mapping[str, Number],
+    wrt: Sequence[str] = (),
+    r2sl: R2slTable | None = None,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Signal and Jacobian in the paper's parametrization (R1f = R1s = 1/T1, T2f = 1/R2f).
+
+    ``params`` maps ``M0`` (complex: scale and receive phase), ``m0s``, ``T1`` (s), ``T2f`` (s),
+    ``Rex`` (1/s), ``T2s`` (s), ``omega0`` (rad/s) and ``B1`` to numbers or broadcastable tensors;
+    ``wrt`` takes names of :data:`PAPER_PARAMETERS` (``M0_re``/``M0_im``: the real and imaginary
+    parts of M0 count as two real parameters).  Returns ``(signal, jacobian)`` as :func:`simulate`.
+
+    >>> import math
+    >>> a = torch.tensor([math.pi, 0.5, 0.5]); t = torch.tensor([5e-4, 3e-4, 3e-4])
+    >>> p = dict(M0=1j, m0s=0.15, T1=2.0, T2f=1/15, Rex=30.0, T2s=10e-6, omega0=0.0, B1=1.0)
+    >>> s, j = simulate_paper(a, t, 3.5e-3, p, wrt=("M0_re", "M0_im"))
+    >>> bool(torch.allclose(j[..., 1], 1j * j[..., 0]))
+    True
+    """
+    names = ("M0",) + TISSUE_PARAMETERS
+    device = _device_of(*params.values(), alpha, trf)
+    alpha_t, trf_t, tr = _prepare(alpha, trf, tr, device)
+    for nm in wrt:
+        if nm not in PAPER_PARAMETERS:
+            raise KeyError(f"wrt: unknown parameter {nm!r}; choose from {PAPER_PARAMETERS}")
+    p, shape = _broadcast_params(params, names, device)
+    m0 = p.pop("M0").to(torch.complex128)
+    t1 = p.pop("T1")
+    t2f = p.pop("T2f")
+    for nm, v in (("T1", t1), ("T2f", t2f)):
+        if bool((v <= 0).any()):
+            raise ValueError(f"params[{nm!r}] must be > 0 s")
+    core = dict(
+        m0s=p["m0s"], R1f=1.0 / t1, R1s=1.0 / t1, R2f=1.0 / t2f, Rex=p["Rex"], T2s=p["T2s"], omega0=p["omega0"], B1=p["B1"]
+    )
+    table = _resolve_table(r2sl)
+    dirs = _Directions()
+    for nm in wrt:
+        if nm in ("M0_re", "M0_im"):
+            continue
+        if nm == "T1":
+            c = -1.0 / t1**2
+            dirs.add({"R1f": c, "R1s": c})
+        elif nm == "T2f":
+            dirs.add({"R2f": -1.0 / t2f**2})
+        elif nm == "T2s":
+            dirs.add({"R2sl_dT2s": 1.0})
+        elif nm == "B1":
+            dirs.add({"B1w": 1.0, "R2sl_dB1": 1.0})
+        else:
+            dirs.add({nm: 1.0})
+    sig1, jac1 = _run(alpha_t, trf_t, tr, core, dirs, table, chunk)
+    m0c = m0[:, None]
+    signal = m0c * sig1
+    if not wrt:
+        return signal.reshape(*shape, -1), None
+    cols = []
+    d = 0
+    for nm in wrt:
+        if nm == "M0_re":
+            cols.append(sig1)
+        elif nm == "M0_im":
+            cols.append(1j * sig1)
+        else:
+            cols.append(m0c * jac1[..., d])
+            d += 1
+    jac = torch.stack(cols, dim=-1)
+    return signal.reshape(*shape, -1), jac.reshape(*shape, alpha_t.shape[0], len(wrt))
