@@ -157,3 +157,51 @@ def compress(signal: T, u: Any) -> T:
         ut = ut.to(device=signal.device, dtype=torch.complex128)
         return signal.to(torch.complex128) @ ut.conj()  # type: ignore[return-value]
     return np.asarray(signal) @ np.asarray(u, dtype=np.complex128).conj()  # type: ignore[return-value]
+
+
+def simulate_dictionary(
+    sequence: Any,
+    parameters: NDArray[np.float64],
+    r2sl: Any = None,
+    batch_size: int = 256,
+    device: Any = "cpu",
+) -> NDArray[np.complex128]:
+    """Noise-free signals [n, N] (M0 = 1) of a parameter table [n, 7] (``TISSUE_PARAMETERS``).
+
+    Uses ``crbnn.physics.simulate_paper`` in batches of ``batch_size`` on ``device``.
+    """
+    import torch
+
+    from crbnn.physics import simulate_paper
+    from crbnn.sampling import TISSUE_PARAMETERS
+
+    alpha = torch.as_tensor(sequence.alpha, dtype=torch.float64, device=device)
+    trf = torch.as_tensor(sequence.trf, dtype=torch.float64, device=device)
+    out = np.empty((parameters.shape[0], len(sequence)), dtype=np.complex128)
+    for start in range(0, parameters.shape[0], batch_size):
+        rows = torch.as_tensor(parameters[start : start + batch_size], dtype=torch.float64, device=device)
+        params: dict[str, Any] = {name: rows[:, j] for j, name in enumerate(TISSUE_PARAMETERS)}
+        params["M0"] = complex(1.0, 0.0)
+        signal, _ = simulate_paper(alpha, trf, sequence.tr, params, wrt=(), r2sl=r2sl)
+        out[start : start + rows.shape[0]] = signal.detach().cpu().numpy()
+    return out
+
+
+def compute_basis_from_priors(
+    sequence: Any,
+    priors: Any,
+    rank: int,
+    n: int,
+    seed: int,
+    r2sl: Any = None,
+    batch_size: int = 256,
+    device: Any = "cpu",
+) -> Basis:
+    """Basis of rank ``rank`` from ``n`` signals of parameters drawn from ``priors`` (seeded)."""
+    from crbnn.sampling import sample_parameters
+
+    if n < rank:
+        raise BasisError(f"basis.dictionary_size = {n} must be >= basis.rank = {rank}")
+    table = sample_parameters(priors, n, seed=seed, tr=sequence.tr)
+    signals = simulate_dictionary(sequence, table, r2sl=r2sl, batch_size=batch_size, device=device)
+    return compute_basis(signals, rank)

@@ -133,3 +133,45 @@ def fetch_input(
             )
     log.info("verified %s (sha256 %s) -> %s", name, actual, dest)
     return dest
+
+
+def load_invivo_slice(path: PathLike) -> "np.ndarray":
+    """The public in vivo slice ``x`` [X, Y, 2R] float32 (real parts, then imaginary parts)."""
+    import numpy as np
+    import scipy.io
+
+    mat = scipy.io.loadmat(path, variable_names=["x"])
+    if "x" not in mat:
+        raise InputError(f"{path}: no variable 'x' (expected the public in vivo slice)")
+    x = np.asarray(mat["x"], dtype=np.float32)
+    if x.ndim != 3 or x.shape[2] % 2:
+        raise InputError(f"{path}: x must be [X, Y, 2R], got shape {x.shape}")
+    return x
+
+
+def write_coefficient_image(
+    x: "np.ndarray", coefficients_path: PathLike, mask_path: PathLike, voxel_size: "list[float] | tuple[float, ...]"
+) -> int:
+    """Write [X, Y, 2R] (or [X, Y, Z, 2R]) coefficients as a 4-D float32 NIfTI and a uint8 mask.
+
+    The affine is ``diag(voxel_size, 1)`` (mm, origin at voxel 0).  The mask marks voxels with any
+    non-zero coefficient.  Returns the number of voxels in the mask.
+
+    >>> import tempfile, os, numpy as np
+    >>> x = np.zeros((4, 3, 4), np.float32); x[1, 1, 0] = 1.0
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_coefficient_image(x, os.path.join(d, "c.nii.gz"), os.path.join(d, "m.nii.gz"), [1, 1, 2])
+    1
+    """
+    import numpy as np
+
+    from crbnn.io import write_nifti
+
+    img = np.asarray(x, dtype=np.float32)
+    if img.ndim == 3:
+        img = img[:, :, None, :]
+    affine = np.diag([*map(float, voxel_size), 1.0])
+    mask = np.any(img != 0, axis=-1).astype(np.uint8)
+    write_nifti(coefficients_path, img, affine)
+    write_nifti(mask_path, mask, affine)
+    return int(mask.sum())

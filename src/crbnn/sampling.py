@@ -10,8 +10,8 @@ Rex, T2s, omega0, B1) as a dict, in SI units (1, s, s, 1/s, s, rad/s, 1)::
 
 Optional keys:
 
-* ``on: reciprocal``: the distribution (and its numbers) is of the reciprocal 1/x, e.g. a
-  truncated normal of R2f in 1/s for the parameter T2f = 1/R2f.  Default ``value``.
+* ``transform: reciprocal``: the distribution (and its numbers) is of the reciprocal 1/x, e.g. a
+  truncated normal of R2f in 1/s for the parameter T2f = 1/R2f.  Default ``none``.
 * ``units: pi/TR``: the numbers are in units of pi/TR (needs ``tr``); for omega0,
   ``{"dist": "uniform", "low": -1, "high": 1, "units": "pi/TR"}`` is U(-pi/TR, pi/TR) rad/s.
 
@@ -94,13 +94,13 @@ def _draw(spec: Mapping[str, Any], name: str, n: int, rng: np.random.Generator, 
             x = truncnorm.rvs((lo - mean) / std, (hi - mean) / std, loc=mean, scale=std, size=n, random_state=rng)
     else:
         raise PriorError(f"priors.{name}.dist: unknown distribution {dist!r}; use fixed, uniform, loguniform or truncnormal")
-    on = spec.get("on", "value")
-    if on == "reciprocal":
+    transform = spec.get("transform", "none")
+    if transform == "reciprocal":
         if np.any(x <= 0):
-            raise PriorError(f"priors.{name}: 'on: reciprocal' needs a distribution of positive values")
+            raise PriorError(f"priors.{name}: 'transform: reciprocal' needs a distribution of positive values")
         x = 1.0 / x
-    elif on != "value":
-        raise PriorError(f"priors.{name}.on: unknown {on!r}; use 'value' or 'reciprocal'")
+    elif transform != "none":
+        raise PriorError(f"priors.{name}.transform: unknown {transform!r}; use 'none' or 'reciprocal'")
     return np.asarray(x, dtype=np.float64)
 
 

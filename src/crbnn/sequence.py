@@ -131,10 +131,12 @@ def _read_plain(path: Path) -> tuple[NDArray[np.float64], NDArray[np.float64], f
     return arr[:, 0], arr[:, 1], tr
 
 
-def load_sequence(path: PathLike, tr: float | None = None) -> Sequence:
+def load_sequence(path: PathLike, tr: float | None = None, tr_if_missing: float | None = None) -> Sequence:
     """Read a pulse train from ``path`` (format by extension, see the module docstring).
 
     ``tr`` (s) is required for the MATLAB control file and overrides the TR of the other formats.
+    ``tr_if_missing`` (s) is used only when neither ``tr`` nor the file gives a TR (the workflow
+    passes the config's ``sequence.tr`` this way, so a plain file's own header wins).
 
     >>> import tempfile, os
     >>> with tempfile.TemporaryDirectory() as d:
@@ -169,7 +171,7 @@ def load_sequence(path: PathLike, tr: float | None = None) -> Sequence:
         alpha, trf, stored_tr = _read_plain(p)
     else:
         raise SequenceError(f"{p}: unknown pulse-train format {ext!r}; use .mat, .h5 or .csv/.txt")
-    use_tr = tr if tr is not None else stored_tr
+    use_tr = tr if tr is not None else stored_tr if stored_tr is not None else tr_if_missing
     if use_tr is None:
         hint = "the MATLAB control file does not store TR" if ext == ".mat" else "no '# tr = ...' header"
         raise SequenceError(f"{p}: TR is required ({hint}); pass tr= (config sequence.tr, in s)")

@@ -1,0 +1,163 @@
+# Shared helpers of the workflow: config validation, the target registry and input functions.
+# Python helpers live here only; rules stay declarative (no lambdas).
+
+import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from crbnn.inputs import INPUTS
+from crbnn.sampling import derive_seed
+
+SCHEMA_DIR = Path(workflow.basedir) / "workflow" / "schemas"
+ENVS = Path(workflow.basedir) / "envs"
+
+
+# ----------------------------------------------------------------------------- validation
+def _validate(data, schema, where):
+    """Validate ``data`` against ``schema`` (defaults filled in); name the key on errors."""
+    try:
+        validate(data, str(schema), set_default=True)
+    except WorkflowError as e:
+        err = e.__cause__ or e.__context__  # the jsonschema ValidationError
+        if not hasattr(err, "absolute_path"):
+            raise
+        key = (
+            ".".join([where, *map(str, err.absolute_path)])
+            if where
+            else ".".join(map(str, err.absolute_path))
+        )
+        raise WorkflowError(
+            f"invalid config value at '{key or '<top level>'}': {err.message} (schema {schema.name})"
+        ) from None
+
+
+def validate_config(config):
+    """Validate the top level and every section that has workflow/schemas/<section>.schema.yaml.
+
+    Runs at parse time, so no job starts with a bad config; fills in defaults.
+    """
+    _validate(config, SCHEMA_DIR / "config.schema.yaml", "")
+    for schema in sorted(SCHEMA_DIR.glob("*.schema.yaml")):
+        section = schema.name.removesuffix(".schema.yaml")
+        if section == "config":
+            continue
+        config.setdefault(section, {})
+        _validate(config[section], schema, section)
+    _check_consistency(config)
+
+
+def _check_consistency(config):
+    """Cross-section checks that a schema cannot express."""
+    pri = config["priors"]["parameters"]
+    grid = config["r2sl"]
+    for name, hi_key in (("T2s", "t2s_max"), ("B1", "b1_max")):
+        spec = pri[name]
+        hi = spec.get("value") if spec["dist"] == "fixed" else spec.get("high")
+        if (
+            spec.get("transform", "none") == "none"
+            and hi is not None
+            and hi > grid[hi_key]
+        ):
+            raise WorkflowError(
+                f"invalid config: priors.parameters.{name} reaches {hi} but r2sl.{hi_key} = {grid[hi_key]}; "
+                "the R2sl table must cover the prior (raise the grid or narrow the prior)"
+            )
+    lo = (
+        pri["T2s"].get("value")
+        if pri["T2s"]["dist"] == "fixed"
+        else pri["T2s"].get("low")
+    )
+    if lo is not None and lo < grid["t2s_min"]:
+        raise WorkflowError(
+            f"invalid config: priors.parameters.T2s starts at {lo} below r2sl.t2s_min = {grid['t2s_min']}"
+        )
+    if config["sequence"]["source"] == "file" and config["basis"]["source"] == "public":
+        raise WorkflowError(
+            "invalid config: basis.source 'public' belongs to the public pulse train; with sequence.source 'file' set basis.source: computed"
+        )
+
+
+# -------------------------------------------------------------------------- target registry
+_TARGETS = []
+
+
+def register_targets(paths):
+    """Add final outputs of a stage to the default target (each stage file calls it after its rules)."""
+    _TARGETS.extend(str(p) for p in paths)
+
+
+def all_targets(wildcards=None):
+    """Every registered target, in registration order, once (the input of the default target)."""
+    return list(dict.fromkeys(_TARGETS))
+
+
+# ----------------------------------------------------------------------------------- paths
+def log_path(rule, name="main"):
+    return f"results/logs/{rule}/{name}.log"
+
+
+def benchmark_path(rule, name="main"):
+    return f"results/benchmarks/{rule}/{name}.tsv"
+
+
+def env(family):
+    """Conda environment file of a rule family (simulate, train, evaluate, manuscript)."""
+    return str(ENVS / f"{family}.yaml")
+
+
+INPUT_NAMES = sorted(INPUTS)
+INPUT_RE = "|".join(re.escape(n) for n in INPUT_NAMES)
+SAMPLED_TABLES = ("train", "val", "test")
+TABLE_RE = r"train|val|test|grid_[A-Za-z0-9-]+"
+
+
+# ------------------------------------------------------------------------- input functions
+def sequence_source(wildcards=None):
+    """The pulse-train file build_sequence reads: the public control file or the user's file."""
+    if config["sequence"]["source"] == "public":
+        return "resources/inputs/control_MT_v3p2_TR3p5ms_discretized.mat"
+    return config["sequence"]["file"]
+
+
+def basis_source(wildcards=None):
+    """The basis build_basis reads: the public file or the one computed by compute_basis."""
+    if config["basis"]["source"] == "public":
+        return "resources/inputs/basis_for_compress.mat"
+    return "resources/compute_basis/basis.h5"
+
+
+def n_shards(wildcards):
+    """Number of simulate_shard jobs of table ``wildcards.name``."""
+    tables = config["simulate"]["tables"]
+    if wildcards.name in tables:
+        return tables[wildcards.name]["shards"]
+    return config["simulate"]["grid_shards"]
+
+
+def table_size(wildcards):
+    """Number of rows of sampled table ``wildcards.name``."""
+    return config["simulate"]["tables"][wildcards.name]["n"]
+
+
+def table_seed(wildcards):
+    """Seed of sampled table ``wildcards.name``, derived from simulate.seed and the name."""
+    return derive_seed(config["simulate"]["seed"], wildcards.name)
+
+
+def basis_seed(wildcards=None):
+    return derive_seed(config["simulate"]["seed"], "basis")
+
+
+def shard_paths(wildcards):
+    """The shard files merge_shards concatenates, in order."""
+    return [
+        f"results/simulate_dataset/{wildcards.name}/shard_{i}.h5"
+        for i in range(n_shards(wildcards))
+    ]
+
+
+def gpu_request(wildcards=None):
+    """GPUs per GPU-capable job: compute.gpus unless the device is the CPU."""
+    return 0 if config["compute"]["device"] == "cpu" else config["compute"]["gpus"]

@@ -1,0 +1,14 @@
+"""Concatenate the shards of one simulated data set (rule merge_shards)."""
+
+from crbnn.dataset import merge_datasets
+from crbnn.logging_utils import setup_logging
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    merge_datasets(list(snakemake.input), snakemake.output[0])
+    log.info("merged %d shards into %s", len(snakemake.input), snakemake.output[0])
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
