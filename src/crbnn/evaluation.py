@@ -124,10 +124,33 @@ class EstimatorSpec:
     estimate: Estimator
     max_realizations: int | None = None
     stride: int = 1
+    time_per_voxel: float | None = None  # s; overrides the measured wall time (precomputed estimates)
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _point_mask(shape: tuple[int, ...], stride: int) -> NDArray[np.bool_]:
+class Precomputed:
+    """An estimator that returns stored estimates of exactly the data they were computed from.
+
+    Used for NLLS, which runs in its own (cached) rule: ``data_sha256`` is
+    ``crbnn.io.sha256_arrays`` of the noisy coefficients that were fitted; calling with other data
+    raises ValueError (the noise settings of the fit and the evaluation differ).
+    """
+
+    def __init__(self, estimates: NDArray[np.float64], data_sha256: str) -> None:
+        self.estimates = np.asarray(estimates, dtype=np.float64)
+        self.data_sha256 = data_sha256
+
+    def __call__(self, y: NDArray[np.complex128]) -> NDArray[np.float64]:
+        from crbnn.io import sha256_arrays
+
+        got = sha256_arrays(np.ascontiguousarray(y, dtype=np.complex128))
+        if got != self.data_sha256:
+            raise ValueError("stored estimates were computed from different noisy data "
+                             "(noise seed, |M0|, sigma, realizations or subset differ): rerun the fit")
+        return self.estimates
+
+
+def point_mask(shape: tuple[int, ...], stride: int) -> NDArray[np.bool_]:
     idx = np.indices(shape).reshape(len(shape), -1)
     return np.all(idx % max(stride, 1) == 0, axis=0)
 
@@ -179,7 +202,7 @@ def evaluate_grid(
         if not isinstance(spec, EstimatorSpec):
             spec = EstimatorSpec(spec)
         k = realizations if spec.max_realizations is None else min(spec.max_realizations, realizations)
-        mask = _point_mask(shape, spec.stride)
+        mask = point_mask(shape, spec.stride)
         yy = y[mask, :k, :].reshape(-1, c.shape[1])
         t0 = time.perf_counter()
         est = np.asarray(spec.estimate(yy), dtype=np.float64)
@@ -189,7 +212,7 @@ def evaluate_grid(
         st = point_statistics(est.reshape(int(mask.sum()), k, E), truth[mask], crb_scaled[mask])
         for s in STATISTICS:
             stats[s][j, mask] = st[s]
-        t_voxel[j] = dt / yy.shape[0]
+        t_voxel[j] = dt / yy.shape[0] if spec.time_per_voxel is None else spec.time_per_voxel
         n_real[j], n_pts[j] = k, int(mask.sum())
         if log is not None:
             log(f"{name}: {yy.shape[0]} voxels in {dt:.2f} s ({t_voxel[j] * 1e3:.4f} ms/voxel), "
@@ -222,6 +245,114 @@ def evaluate_grid(
         "description": "per-estimator statistics over noise realizations; see crbnn.evaluation",
     })
     return ds
+
+
+def grid_subset(
+    coefficients: NDArray[np.complex128],
+    shape: tuple[int, ...],
+    *,
+    realizations: int,
+    M0_abs: float,
+    sigma: float,
+    seed: int,
+    random_phase: bool = True,
+    max_realizations: int | None = None,
+    stride: int = 1,
+) -> tuple[NDArray[np.complex128], NDArray[np.bool_], int]:
+    """The noisy data an :class:`EstimatorSpec` with this subset sees inside :func:`evaluate_grid`.
+
+    Returns ``(y [m * k, R], point mask [n], k)``; lets a separate job (NLLS) fit exactly those data.
+    """
+    y, _ = noisy_coefficients(coefficients, realizations, M0_abs, sigma, seed, random_phase)
+    k = realizations if max_realizations is None else min(max_realizations, realizations)
+    mask = point_mask(shape, stride)
+    return np.ascontiguousarray(y[mask, :k, :].reshape(-1, y.shape[2])), mask, k
+
+
+def noisy_test_set(
+    coefficients: NDArray[np.complex128], m0_range: Sequence[float], sigma: float, seed: int
+) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
+    """One noisy realization per sample with |M0| ~ U(m0_range) and a uniform phase: ``(y [n, R], M0 [n])``.
+
+    >>> y, m0 = noisy_test_set(np.ones((3, 2), complex), (0.1, 1.0), 0.0, seed=0)
+    >>> bool(np.all((np.abs(m0) >= 0.1) & (np.abs(m0) <= 1.0))), bool(np.allclose(y, m0[:, None]))
+    (True, True)
+    """
+    c = np.asarray(coefficients, dtype=np.complex128)
+    rng = np.random.default_rng(seed)
+    n, r = c.shape
+    m0 = rng.uniform(float(m0_range[0]), float(m0_range[1]), n) * np.exp(1j * rng.uniform(0, 2 * np.pi, n))
+    noise = rng.standard_normal((n, r)) + 1j * rng.standard_normal((n, r))
+    return m0[:, None] * c + sigma * noise, m0
+
+
+def normalized_test_errors(
+    y: NDArray[np.complex128],
+    M0: NDArray[np.complex128],
+    targets: NDArray[np.float64],
+    crb: NDArray[np.float64],
+    estimated: Sequence[str],
+    estimators: Mapping[str, tuple[Estimator, int]],
+    sigma: float,
+) -> Any:
+    """Per-sample normalized errors (est - true)/sqrt(CRB * sigma^2/|M0|^2) as an ``xarray.Dataset``.
+
+    ``estimators`` maps name -> (estimator, number of leading samples it runs on); the rest is NaN.
+    Variables: ``normalized_error`` (estimator, sample, parameter), ``estimate`` (same),
+    ``truth`` and ``sqrt_crb`` (sample, parameter), ``M0_abs`` (sample), ``time_per_voxel``
+    (estimator, s) and ``n_samples`` (estimator).
+    """
+    import xarray as xr
+
+    n, E = targets.shape
+    sqrt_crb = np.sqrt(crb * sigma**2 / np.abs(M0)[:, None] ** 2)
+    names = list(estimators)
+    est = np.full((len(names), n, E), np.nan)
+    tpv = np.full(len(names), np.nan)
+    n_s = np.zeros(len(names), dtype=np.int64)
+    for j, name in enumerate(names):
+        f, m = estimators[name]
+        m = min(int(m), n)
+        if m == 0:
+            continue
+        t0 = time.perf_counter()
+        est[j, :m] = np.asarray(f(y[:m]), dtype=np.float64)
+        tpv[j] = (time.perf_counter() - t0) / m
+        n_s[j] = m
+    ds = xr.Dataset(
+        {
+            "normalized_error": (("estimator", "sample", "parameter"), (est - targets[None]) / sqrt_crb[None]),
+            "estimate": (("estimator", "sample", "parameter"), est),
+            "truth": (("sample", "parameter"), targets),
+            "sqrt_crb": (("sample", "parameter"), sqrt_crb),
+            "M0_abs": (("sample",), np.abs(M0)),
+            "time_per_voxel": (("estimator",), tpv, {"units": "s"}),
+            "n_samples": (("estimator",), n_s),
+        },
+        coords={"estimator": names, "parameter": list(estimated), "sample": np.arange(n)},
+    )
+    ds.attrs.update({"sigma": float(sigma), "description": "per-sample CRB-normalized errors on the test set"})
+    return ds
+
+
+def summary_table(grids: Mapping[str, Any], test: Any | None = None) -> Any:
+    """Headline table (``pandas.DataFrame``): per grid, estimator and parameter the mean normalized
+    loss, median |bias|/sqrt(CRB), median std/sqrt(CRB) and time per voxel (s); plus, from the test
+    set, the mean squared normalized error (``test_normalized_loss``) where ``test`` is given."""
+    import pandas as pd
+
+    frames = []
+    for g, ds in grids.items():
+        t = summarize_grid(ds)
+        t.insert(0, "grid", g)
+        frames.append(t)
+    table = pd.concat(frames, ignore_index=True)
+    if test is not None:
+        loss = (test["normalized_error"] ** 2).mean(dim="sample", skipna=True)
+        lookup = {(str(e), str(p)): float(loss.sel(estimator=e, parameter=p))
+                  for e in test["estimator"].values for p in test["parameter"].values}
+        table["test_normalized_loss"] = [lookup.get((e, p), np.nan) for e, p in zip(table["estimator"], table["parameter"])]
+    return table
 
 
 def write_netcdf(path: Any, ds: Any) -> None:
