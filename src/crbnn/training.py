@@ -40,6 +40,7 @@ import torch
 from numpy.typing import NDArray
 
 from crbnn import __version__
+from crbnn.devices import resolve_device  # noqa: F401  (re-exported for scripts)
 from crbnn.losses import LOSSES, compute_loss, crb_normalized_errors
 from crbnn.nets import EstimatorNet, build_from_architecture, build_network, count_weights
 
@@ -237,20 +238,23 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     """
     import h5py
 
+    from crbnn.dataset import read_dataset
+
+    arrays, attrs = read_dataset(path, keys=("parameters", "coefficients", "crb"))
+    sl = slice(None) if max_samples is None else slice(0, int(max_samples))
+    coefficients = np.asarray(arrays["coefficients"][sl])
+    params = np.asarray(arrays["parameters"][sl], dtype=np.float64)
+    crb = np.asarray(arrays["crb"][sl], dtype=np.float64)
+    pnames = list(attrs.get("parameter_names") or [])
+    crb_names = list(attrs.get("crb_names") or [])
+    punits: list[str] = []
     with h5py.File(path, "r") as f:
-        attrs = {k: _decode(v) for k, v in f.attrs.items()}
-        sl = slice(None) if max_samples is None else slice(0, int(max_samples))
-        coefficients = np.asarray(f["coefficients"][sl])
-        params = np.asarray(f["parameters"][sl], dtype=np.float64)
-        crb = np.asarray(f["crb"][sl], dtype=np.float64)
-        pnames = list(_decode(f["parameters"].attrs.get("names", [])))
         punits = list(_decode(f["parameters"].attrs.get("units", [])))
-        crb_names = list(_decode(f["crb"].attrs.get("names", [])))
     estimated = list(attrs.get("estimated", crb_names))
     if isinstance(estimated, str):
         estimated = json.loads(estimated) if estimated.startswith("[") else [estimated]
     if not pnames:
-        from crbnn.physics import TISSUE_PARAMETERS  # documented column order
+        from crbnn.sampling import TISSUE_PARAMETERS  # documented column order
 
         pnames = list(TISSUE_PARAMETERS)
     if crb_names and list(crb_names) != estimated:
@@ -362,24 +366,6 @@ def output_scaling(targets: torch.Tensor) -> tuple[list[float], list[float]]:
     scale = targets.double().std(dim=0)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return offset.tolist(), scale.tolist()
-
-
-def resolve_device(request: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cuda`` errors when unavailable; ``cpu``.
-
-    Example:
-        >>> resolve_device("cpu").type
-        'cpu'
-    """
-    if request == "cpu":
-        return torch.device("cpu")
-    if request in ("auto", "cuda"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if request == "cuda":
-            raise RuntimeError("compute.device is 'cuda' but torch.cuda.is_available() is False")
-        return torch.device("cpu")
-    raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {request!r}")
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -580,12 +566,13 @@ def train_network(
             total += v * len(idx)
             count += len(idx)
         sched.step()
+        t_train = time.perf_counter() - t0
         metrics = validation_metrics(model, val_set, names)
         dt = time.perf_counter() - t0
         epochs_this_run += 1
         wall = wall_before + time.perf_counter() - t_run
         row = {"epoch": epoch, "train_loss": total / max(count, 1), **metrics, "lr": lr,
-               "epoch_time_s": dt, "samples_per_s": count / dt, "wall_time_s": wall}
+               "epoch_time_s": dt, "samples_per_s": count / t_train, "wall_time_s": wall}
         history.append(row)
         eta = (time.perf_counter() - t_run) / epochs_this_run * (settings.epochs - epoch)
         per_param = ", ".join(f"{p} {metrics[f'val_crb_{p}']:.3g}" for p in names)

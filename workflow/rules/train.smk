@@ -1,0 +1,79 @@
+# Stage 3: one network per configured loss (train.losses), trained on the simulated data sets with
+# noise drawn on the fly, and its metrics on the test set.  Science in crbnn.training; see
+# workflow/schemas/train.schema.yaml for every setting.  Checkpoints go to the undeclared folder
+# results/train_network/<loss>/checkpoints/ so that a killed job resumes where it stopped.
+
+TRAIN_LOSSES = "mse|crb|bias_reduced"
+
+
+def train_settings(wildcards):
+    """Flat crbnn.training.TrainSettings dict of one loss (only the config keys that loss uses)."""
+    from crbnn.training import settings_for_loss
+
+    return settings_for_loss(config["train"], wildcards.loss)
+
+
+def train_init(wildcards):
+    """The crb network that bias_reduced fine-tunes (train.bias_reduced.init_from_crb), else nothing."""
+    if wildcards.loss == "bias_reduced" and config["train"]["bias_reduced"]["init_from_crb"]:
+        return {"init": "results/train_network/crb/model.pt"}
+    return {}
+
+
+rule train_network:
+    input:
+        unpack(train_init),
+        train="results/simulate_dataset/train.h5",
+        val="results/simulate_dataset/val.h5",
+    output:
+        model="results/train_network/{loss}/model.pt",
+        history="results/train_network/{loss}/history.csv",
+    log:
+        "results/logs/train_network/{loss}.log",
+    benchmark:
+        "results/benchmarks/train_network/{loss}.tsv"
+    wildcard_constraints:
+        loss=TRAIN_LOSSES,
+    conda:
+        env("train")
+    threads: config["train"]["threads"]
+    resources:
+        gpu=gpu_request,
+        runtime=24 * 60,
+    params:
+        settings=train_settings,
+        device=config["compute"]["device"],
+    script:
+        "../scripts/train_network.py"
+
+
+rule evaluate_network:
+    input:
+        model="results/train_network/{loss}/model.pt",
+        test="results/simulate_dataset/test.h5",
+    output:
+        "results/evaluate_network/{loss}.json",
+    log:
+        "results/logs/evaluate_network/{loss}.log",
+    benchmark:
+        "results/benchmarks/evaluate_network/{loss}.tsv"
+    wildcard_constraints:
+        loss=TRAIN_LOSSES,
+    conda:
+        env("train")
+    threads: config["train"]["threads"]
+    resources:
+        gpu=gpu_request,
+        runtime=60,
+    params:
+        realizations=config["train"]["test"]["realizations"],
+        seed=config["train"]["test"]["seed"],
+        device=config["compute"]["device"],
+    script:
+        "../scripts/evaluate_network.py"
+
+
+register_targets(
+    [f"results/train_network/{loss}/model.pt" for loss in config["train"]["losses"]]
+    + [f"results/evaluate_network/{loss}.json" for loss in config["train"]["losses"]]
+)

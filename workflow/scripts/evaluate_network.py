@@ -1,0 +1,23 @@
+"""Test-set metrics of one trained network (rule evaluate_network) as JSON."""
+
+from crbnn.devices import resolve_device, set_threads
+from crbnn.io import write_json
+from crbnn.logging_utils import setup_logging
+from crbnn.training import evaluate_model, load_model, read_training_data
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    set_threads(snakemake.threads)
+    test = read_training_data(snakemake.input.test)
+    model = load_model(snakemake.input.model, expect_basis_sha256=test.basis_sha256,
+                       expect_sequence_sha256=test.sequence_sha256,
+                       device=resolve_device(snakemake.params.device))
+    metrics = evaluate_model(model, test, realizations=snakemake.params.realizations, seed=snakemake.params.seed)
+    write_json(snakemake.output[0], metrics)
+    log.info("%s: CRB-normalized test loss %.4g %s", snakemake.input.model, metrics["crb_loss_mean"],
+             metrics["crb_loss"])
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
