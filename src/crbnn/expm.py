@@ -48,7 +48,9 @@ def _rmul(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (m.reshape(b, n * k, n) @ x).reshape(b, n, k, n)
 
 
-def expm_frechet(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def expm_frechet(
+    a: torch.Tensor, e: torch.Tensor | None = None, chunk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """exp(a) and the Frechet derivatives L(a, e_k) for a stack of matrices.
 
     ``a``: [B, n, n] real or complex; ``e``: [B, n, K, n] (direction k is ``e[:, :, k, :]``) or
@@ -60,6 +62,20 @@ def expm_frechet(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.
     >>> torch.allclose(r[0], torch.tensor([[math.cos(1), math.sin(1)], [-math.sin(1), math.cos(1)]], dtype=torch.float64))
     True
     """
+    if chunk is None:
+        # cache-sized blocks on the CPU; one block on a GPU
+        chunk = 256 if a.device.type == "cpu" else 1 << 20
+    if a.shape[0] > chunk:
+        parts = [
+            _expm_frechet_block(a[i : i + chunk], None if e is None else e[i : i + chunk])
+            for i in range(0, a.shape[0], chunk)
+        ]
+        r = torch.cat([pt[0] for pt in parts])
+        return r, (None if e is None else torch.cat([pt[1] for pt in parts]))
+    return _expm_frechet_block(a, e)
+
+
+def _expm_frechet_block(a: torch.Tensor, e: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     if a.ndim != 3 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"expm_frechet: expected a stack of square matrices [B, n, n], got {tuple(a.shape)}")
     bsz, n, _ = a.shape
