@@ -46,7 +46,9 @@ def crb(jacobian: torch.Tensor | np.ndarray, sigma: float = 1.0, indices: Sequen
     fs = f * scale[..., :, None] * scale[..., None, :]
     eye = torch.eye(f.shape[-1], dtype=f.dtype, device=f.device)
     fs = torch.where(ok[..., :, None] & ok[..., None, :], fs, eye.expand_as(fs))
-    chol, info = torch.linalg.cholesky_ex(fs)
+    _, info = torch.linalg.cholesky_ex(fs)
+    failed = (info != 0)[..., None, None]
+    chol = torch.linalg.cholesky(torch.where(failed, eye.expand_as(fs), fs))
     inv = torch.cholesky_inverse(chol)
     out = torch.diagonal(inv, dim1=-2, dim2=-1) * scale**2 * sigma**2
     bad = (info != 0)[..., None] | ~ok.all(-1, keepdim=True)

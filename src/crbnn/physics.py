@@ -45,6 +45,8 @@ _ELEMENTARY = ("m0s", "R1f", "R1s", "R2f", "Rex", "omega0", "B1w", "R2sl")
 
 def _as_tensor(x: Number, device: torch.device | None = None) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
+        if x.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.complex64):
+            raise TypeError(f"physics inputs must be float64/complex128 tensors (got {x.dtype}); the model is computed in float64")
         t = x
     else:
         t = torch.as_tensor(np.asarray(x))
