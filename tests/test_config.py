@@ -10,7 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from conftest import REPO, run_snakemake
+from workflow_helpers import REPO, run_snakemake
 
 SCHEMAS = REPO / "workflow" / "schemas"
 CONFIGS = ["config.yaml", "test.yaml", "paper.yaml"]

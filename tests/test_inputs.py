@@ -20,9 +20,9 @@ def test_pins_are_complete() -> None:
         assert item.url.startswith("https://raw.githubusercontent.com/") and item.commit in item.url
 
 
-def test_local_copy_ok(tmp_path: Path, public_data_dir: Path) -> None:
+def test_local_copy_ok(tmp_path: Path, data_dir: Path) -> None:
     dest = tmp_path / "out" / NAME
-    fetch_input(NAME, dest, data_dir=public_data_dir)
+    fetch_input(NAME, dest, data_dir=data_dir)
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == INPUTS[NAME].sha256
     assert sorted(p.name for p in dest.parent.iterdir()) == [NAME]  # no temporary files left
 
@@ -45,8 +45,8 @@ def test_missing_file_is_clear(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / NAME).exists()
 
 
-def test_public_basis(public_data_dir: Path) -> None:
-    b = load_basis(public_data_dir / NAME, rank=13)
+def test_public_basis(data_dir: Path) -> None:
+    b = load_basis(data_dir / NAME, rank=13)
     assert b.u.shape == (1142, 13) and b.u.dtype == np.complex128
     np.testing.assert_allclose(b.u.conj().T @ b.u, np.eye(13), atol=1e-10)
     assert b.sha256 == hashlib.sha256(np.ascontiguousarray(b.u).tobytes()).hexdigest()

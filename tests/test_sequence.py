@@ -13,8 +13,8 @@ from crbnn.sequence import Sequence, SequenceError, check_basis_length, load_seq
 CONTROL = "control_MT_v3p2_TR3p5ms_discretized.mat"
 
 
-def test_public_control_file(public_data_dir: Path) -> None:
-    seq = load_sequence(public_data_dir / CONTROL, tr=3.5e-3)
+def test_public_control_file(data_dir: Path) -> None:
+    seq = load_sequence(data_dir / CONTROL, tr=3.5e-3)
     assert len(seq) == 1142 and seq.alpha.dtype == np.float64 and seq.trf.dtype == np.float64
     assert seq.alpha[0] == pytest.approx(np.pi) and seq.trf[0] == pytest.approx(5e-4)
     assert seq.tr == 3.5e-3
@@ -22,9 +22,9 @@ def test_public_control_file(public_data_dir: Path) -> None:
     assert seq.sha256 == expected.hexdigest()
 
 
-def test_control_file_needs_tr(public_data_dir: Path) -> None:
+def test_control_file_needs_tr(data_dir: Path) -> None:
     with pytest.raises(SequenceError, match=r"TR is required"):
-        load_sequence(public_data_dir / CONTROL)
+        load_sequence(data_dir / CONTROL)
 
 
 def test_plain_and_h5_round_trip(tmp_path: Path) -> None:

@@ -1,4 +1,9 @@
-"""End to end: the workflow on config/test.yaml produces its small data sets (fixture in conftest.py)."""
+"""End to end: the workflow on config/test.yaml produces its small data sets.
+
+One session-scoped fixture, ``e2e_run``, runs the workflow once (inputs from the local data folder,
+``CRBNN_DATA_DIR``); every test inspects its outputs.  To check more of the DAG, extend
+``E2E_TARGETS`` (or set it to ``["all"]``) and add tests that take ``e2e_run``.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,35 @@ import yaml
 from crbnn.dataset import read_dataset
 from crbnn.sampling import TISSUE_PARAMETERS
 from crbnn.sequence import load_sequence
+from workflow_helpers import REPO, run_snakemake
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+
+#: Targets of the session's end-to-end run (paths relative to its working directory).
+E2E_TARGETS = [
+    "resources/sequence.h5",
+    "resources/basis.h5",
+    "resources/r2sl.h5",
+    "resources/invivo/coefficients.nii.gz",
+    "resources/invivo/mask.nii.gz",
+    "results/simulate_dataset/train.h5",
+    "results/simulate_dataset/val.h5",
+    "results/simulate_dataset/test.h5",
+]
+
+
+@pytest.fixture(scope="session")
+def e2e_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """Run the workflow once on config/test.yaml with inputs from ``data_dir``; return its directory."""
+    work = tmp_path_factory.mktemp("e2e")
+    overlay = work / "overlay.yaml"
+    overlay.write_text(f"inputs:\n  data_dir: {str(data_dir)!r}\n")
+    config = [str(REPO / "config" / "test.yaml"), str(overlay)]
+    proc = run_snakemake(work, "--cores", "2", "--configfile", *config, "--show-failed-logs", *E2E_TARGETS)
+    if proc.returncode != 0:
+        pytest.fail(f"workflow failed (exit {proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-10000:]}")
+    return work
 
 
 def test_resources(e2e_run: Path) -> None:

@@ -20,7 +20,9 @@ def main(snakemake):
     rows = table[shard_rows(table.shape[0], int(p.n_shards), int(snakemake.wildcards.shard))]
     log.info("simulating %d of %d rows of %s", rows.shape[0], table.shape[0], snakemake.input.table)
     out = simulate_coefficients(
-        seq,
+        seq.alpha,
+        seq.trf,
+        seq.tr,
         basis.u,
         rows,
         estimated=list(p.estimated),
