@@ -167,3 +167,30 @@ def test_bias_reduced_finetune_and_evaluate(toy: dict[str, Path]) -> None:
         assert set(metrics[key]) == {"m0s", "T1", "T2f"}
     assert metrics["n_samples"] == 128 and metrics["seconds_per_voxel"] > 0
     assert np.isfinite(metrics["crb_loss_mean"])
+
+
+def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path) -> None:
+    """train_network.py and evaluate_network.py run with the ScriptArgs stand-in (style.md section 5)."""
+    import json
+    import runpy
+
+    from crbnn.logging_utils import ScriptArgs
+    from crbnn.training import settings_for_loss
+
+    scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    cfg = {"seed": 1, "normalization": "l2", "checkpoint_every": 1, "network": {"preset": "tiny"},
+           "optimizer": {"epochs": 2, "batch_size": 128}}
+    out = tmp_path / "train_network" / "crb"
+    train = runpy.run_path(str(scripts / "train_network.py"))["main"]
+    train(ScriptArgs(input={"train": str(toy["train"]), "val": str(toy["val"])},
+                     output={"model": str(out / "model.pt"), "history": str(out / "history.csv")},
+                     params={"settings": settings_for_loss(cfg, "crb"), "device": "cpu"},
+                     log=[str(tmp_path / "train.log")], wildcards={"loss": "crb"}))
+    assert (out / "model.pt").exists() and not (out / "checkpoints" / "last.pt").exists()
+    assert "samples/s" in (tmp_path / "train.log").read_text()
+    assert len((out / "history.csv").read_text().splitlines()) == 3
+    evaluate = runpy.run_path(str(scripts / "evaluate_network.py"))["main"]
+    evaluate(ScriptArgs(input={"model": str(out / "model.pt"), "test": str(toy["test"])},
+                        output={"metrics": str(tmp_path / "crb.json")},
+                        params={"realizations": 3, "seed": 3, "device": "cpu"}, log=[str(tmp_path / "ev.log")]))
+    assert json.loads((tmp_path / "crb.json").read_text())["loss"] == "crb"

@@ -52,7 +52,7 @@ rule evaluate_network:
         model="results/train_network/{loss}/model.pt",
         test="results/simulate_dataset/test.h5",
     output:
-        "results/evaluate_network/{loss}.json",
+        metrics="results/evaluate_network/{loss}.json",
     log:
         "results/logs/evaluate_network/{loss}.log",
     benchmark:

@@ -14,7 +14,7 @@ def main(snakemake):
                        expect_sequence_sha256=test.sequence_sha256,
                        device=resolve_device(snakemake.params.device))
     metrics = evaluate_model(model, test, realizations=snakemake.params.realizations, seed=snakemake.params.seed)
-    write_json(snakemake.output[0], metrics)
+    write_json(snakemake.output.metrics, metrics)
     log.info("%s: CRB-normalized test loss %.4g %s", snakemake.input.model, metrics["crb_loss_mean"],
              metrics["crb_loss"])
 
