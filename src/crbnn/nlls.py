@@ -108,8 +108,9 @@ def fit_varpro(
     *,
     names: Sequence[str] | None = None,
     max_iter: int = 100,
-    ftol: float = 1e-12,
-    xtol: float = 1e-12,
+    ftol: float = 1e-8,
+    xtol: float = 1e-10,
+    gtol: float = 1e-8,
     lambda0: float = 1e-3,
     batch_size: int = 4096,
     log: Callable[[str], None] | None = None,
@@ -119,7 +120,8 @@ def fit_varpro(
     ``y`` [n, R] complex, ``theta0`` [n, P] start within ``lower`` <= theta <= ``upper`` ([P] each,
     finite).  A voxel stops when an accepted step reduces the cost by less than ``ftol`` relative
     (or to below 1e-30 of ||y||^2), or moves the scaled parameters by less than ``xtol``, or after
-    ``max_iter`` iterations (then ``converged`` is False).  Voxels are processed in chunks of
+    ``max_iter`` iterations (then ``converged`` is False), or when the largest cosine between the
+    residual and a (scaled) Jacobian column drops below ``gtol`` (MINPACK's criterion).  Voxels are processed in chunks of
     ``batch_size``; each iteration is one model evaluation with Jacobian of the active voxels.
 
     >>> def line(theta, jacobian=True):  # g = exp(-t / theta) on 5 points, 1 parameter
@@ -153,7 +155,7 @@ def fit_varpro(
     for s in range(0, n, batch_size):
         sl = slice(s, min(s + batch_size, n))
         res = _lm_chunk(model, yy[sl], ((th0[sl] - lo) / scale).clamp(0.0, 1.0), lo, scale,
-                        max_iter=max_iter, ftol=ftol, xtol=xtol, lambda0=lambda0)
+                        max_iter=max_iter, ftol=ftol, xtol=xtol, gtol=gtol, lambda0=lambda0)
         x, m0, cost, cost0, it, conv = res
         out_theta[sl] = (lo + x * scale).numpy()
         out_m0[sl], out_cost[sl], out_cost0[sl] = m0.numpy(), cost.numpy(), cost0.numpy()
@@ -175,6 +177,7 @@ def _lm_chunk(
     max_iter: int,
     ftol: float,
     xtol: float,
+    gtol: float,
     lambda0: float,
 ) -> tuple[torch.Tensor, ...]:
     """Levenberg-Marquardt on one chunk in scaled coordinates x in [0, 1]^P."""
@@ -207,6 +210,14 @@ def _lm_chunk(
         dmax[idx] = torch.maximum(dmax[idx], torch.diagonal(A, dim1=1, dim2=2))
         D = dmax[idx].clamp_min(1e-12 * dmax[idx].amax(1, keepdim=True).clamp_min(1e-300))
         M = A + lam[idx, None, None] * torch.diag_embed(D)
+        # active set: a parameter at a bound whose descent direction points outward stays there;
+        # the step is a damped Gauss-Newton step in the remaining (free) parameters
+        xi = x[idx]
+        fixed = ((xi <= 0.0) & (grad > 0)) | ((xi >= 1.0) & (grad < 0))
+        if bool(fixed.any()):
+            keep = (~fixed).to(torch.float64)
+            M = M * keep[:, :, None] * keep[:, None, :] + torch.diag_embed(fixed.to(torch.float64))
+            grad = grad * keep
         try:
             step = -torch.linalg.solve(M, grad[:, :, None]).squeeze(2)
         except RuntimeError:  # singular despite damping: fall back to least squares
@@ -226,10 +237,17 @@ def _lm_chunk(
         if acc.numel():
             rel = actual[ok] / cost[acc].clamp_min(1e-300)
             small_step = step[ok].norm(dim=1) <= xtol * (x_new[ok].norm(dim=1) + xtol)
+            # MINPACK gtol: largest cosine between the residual and a Jacobian column
+            jn = j_new[ok].norm(dim=1).clamp_min(1e-300)
+            gnew = (j_new[ok].transpose(1, 2) @ r_new[ok][:, :, None]).squeeze(2)
+            xa = x_new[ok]
+            gnew = torch.where(((xa <= 0.0) & (gnew > 0)) | ((xa >= 1.0) & (gnew < 0)), 0.0, gnew)
+            cosine = (gnew.abs() / jn).amax(1)
+            small_grad = cosine <= gtol * c_new[ok].clamp_min(0).sqrt()
             x[acc], cost[acc], m0[acc], jac[acc], res[acc] = x_new[ok], c_new[ok], a_new[ok], j_new[ok], r_new[ok]
             lam[acc] = lam[acc] * torch.clamp(1 - (2 * rho[ok] - 1) ** 3, min=1 / 3)
             nu[acc] = 2.0
-            done = (rel <= ftol) | small_step | (c_new[ok] <= 1e-30 * ynorm[acc])
+            done = (rel <= ftol) | small_step | small_grad | (c_new[ok] <= 1e-30 * ynorm[acc])
             conv[acc] = done
         rej = idx[~ok]
         if rej.numel():
@@ -347,8 +365,9 @@ def fit_nlls(
     start: ArrayLike | Mapping[str, ArrayLike] | None = None,
     dictionary: Mapping[str, Sequence[float]] | None = None,
     max_iter: int = 100,
-    ftol: float = 1e-12,
-    xtol: float = 1e-12,
+    ftol: float = 1e-8,
+    xtol: float = 1e-10,
+    gtol: float = 1e-8,
     batch_size: int = 1024,
     threads: int | None = None,
     r2sl: Any = None,
@@ -404,7 +423,7 @@ def fit_nlls(
         theta0 = np.asarray(start, dtype=np.float64)[valid]
     theta0 = np.clip(np.nan_to_num(theta0, nan=0.0), lower, upper)
     res = fit_varpro(model, yv, theta0, lower, upper, names=fit, max_iter=max_iter, ftol=ftol,
-                     xtol=xtol, batch_size=batch_size, log=log)
+                     xtol=xtol, gtol=gtol, batch_size=batch_size, log=log)
 
     def expand(a: NDArray[Any], fill: Any) -> NDArray[Any]:
         out = np.full((n, *a.shape[1:]), fill, dtype=a.dtype)
@@ -427,3 +446,57 @@ def geometric(start: float, stop: float, num: int) -> list[float]:
     [0.5, 1.0, 2.0]
     """
     return np.geomspace(start, stop, num).tolist() if num > 1 else [math.sqrt(start * stop)]
+
+
+def bounds_from_priors(
+    priors: Mapping[str, Mapping[str, Any]],
+    tr: float,
+    fit: Sequence[str] = FIT_PARAMETERS,
+    overrides: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Box bounds (SI) of the fitted parameters from the priors' support (config ``priors.parameters``).
+
+    Understands ``low``/``high`` with ``units`` 'SI' or 'pi/TR' and ``transform`` 'reciprocal'
+    (the prior is of 1/x, e.g. R2f for T2f).  ``overrides`` win; a fitted parameter with a fixed
+    prior and no override is an error.
+
+    >>> pri = {"T2f": {"dist": "uniform", "low": 5.0, "high": 50.0, "transform": "reciprocal"},
+    ...        "omega0": {"dist": "uniform", "low": -1.0, "high": 1.0, "units": "pi/TR"}}
+    >>> b = bounds_from_priors(pri, 3.5e-3, fit=("T2f", "omega0"))
+    >>> b["T2f"], round(b["omega0"][1], 3)
+    ((0.02, 0.2), 897.598)
+    """
+    overrides = dict(overrides or {})
+    out: dict[str, tuple[float, float]] = {}
+    for p in fit:
+        if p in overrides:
+            lo, hi = (float(v) for v in overrides[p])
+        else:
+            spec = priors.get(p)
+            if spec is None or "low" not in spec or "high" not in spec:
+                raise ValueError(f"no NLLS bounds for {p!r}: its prior has no low/high; set nlls.bounds.{p}")
+            scale = math.pi / tr if spec.get("units", "SI") == "pi/TR" else 1.0
+            lo, hi = float(spec["low"]) * scale, float(spec["high"]) * scale
+            if spec.get("transform", "none") == "reciprocal":
+                if lo <= 0:
+                    raise ValueError(f"reciprocal prior of {p!r} needs a positive low bound")
+                lo, hi = 1.0 / hi, 1.0 / lo
+        if not hi > lo:
+            raise ValueError(f"NLLS bounds of {p!r} are empty: [{lo}, {hi}]")
+        out[p] = (lo, hi)
+    return out
+
+
+def dictionary_axes(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Dictionary axes from config (``{name: {start, stop, num, spacing}}``) as value lists.
+
+    >>> dictionary_axes({"T1": {"start": 0.5, "stop": 2.0, "num": 3, "spacing": "log"}})
+    {'T1': [0.5, 1.0, 2.0]}
+    """
+    out = {}
+    for name, s in spec.items():
+        if s.get("spacing", "linear") == "log":
+            out[name] = geometric(float(s["start"]), float(s["stop"]), int(s["num"]))
+        else:
+            out[name] = np.linspace(float(s["start"]), float(s["stop"]), int(s["num"])).tolist()
+    return out
