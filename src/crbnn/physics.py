@@ -379,7 +379,7 @@ def simulate(
     The device is that of the first tensor argument (CPU otherwise).
 
     >>> import math
-    >>> a = torch.tensor([math.pi, 0.5, 0.5]); t = torch.tensor([5e-4, 3e-4, 3e-4])
+    >>> a = torch.tensor([math.pi, 0.5, 0.5], dtype=torch.float64); t = torch.tensor([5e-4, 3e-4, 3e-4], dtype=torch.float64)
     >>> p = dict(M0=1.0, m0s=0.15, R1f=0.5, R2f=15.0, Rex=30.0, R1s=3.0, T2s=10e-6, omega0=0.0, B1=1.0)
     >>> s, j = simulate(a, t, 3.5e-3, p, wrt=("M0",))
     >>> s.shape, j.shape, bool(torch.allclose(j[..., 0], s))
@@ -440,7 +440,7 @@ def simulate_paper(
     parts of M0 count as two real parameters).  Returns ``(signal, jacobian)`` as :func:`simulate`.
 
     >>> import math
-    >>> a = torch.tensor([math.pi, 0.5, 0.5]); t = torch.tensor([5e-4, 3e-4, 3e-4])
+    >>> a = torch.tensor([math.pi, 0.5, 0.5], dtype=torch.float64); t = torch.tensor([5e-4, 3e-4, 3e-4], dtype=torch.float64)
     >>> p = dict(M0=1j, m0s=0.15, T1=2.0, T2f=1/15, Rex=30.0, T2s=10e-6, omega0=0.0, B1=1.0)
     >>> s, j = simulate_paper(a, t, 3.5e-3, p, wrt=("M0_re", "M0_im"))
     >>> bool(torch.allclose(j[..., 1], 1j * j[..., 0]))
