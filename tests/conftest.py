@@ -35,32 +35,3 @@ def public_data_dir(data_dir) -> Path:
     """The folder with local copies of the public inputs (alias of ``data_dir``)."""
     return data_dir
 
-
-@pytest.fixture(scope="session")
-def e2e_run(tmp_path_factory, data_dir) -> Path:
-    """Run the whole workflow once on config/test.yaml in a temporary directory; return it.
-
-    The inputs come from the local data folder (no network).  Every e2e test inspects this one run.
-    """
-    import subprocess
-    import sys
-
-    import yaml
-
-    work = tmp_path_factory.mktemp("e2e")
-    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    cfg["inputs"]["data_dir"] = str(data_dir)
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [
-        str(Path(sys.executable).with_name("snakemake")),
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(work),
-        "--configfile", str(work / "config.yaml"),
-        "--cores", "2",
-        "--quiet", "rules",
-    ]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-    (work / "snakemake.out").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        pytest.fail(f"workflow on config/test.yaml failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-6000:]}")
-    return work
