@@ -333,7 +333,7 @@ def _run(
     s_count = p["m0s"].shape[0]
     n = alpha.shape[0]
     if chunk is None:
-        chunk = max(1, 16384 // n) if alpha.device.type == "cpu" else max(1, 2**21 // n)
+        chunk = max(1, 16384 // n) if alpha.device.type == "cpu" else max(1, 2**19 // n)
     sig, jac = [], []
     for start in range(0, s_count, chunk):
         sl = slice(start, start + chunk)
