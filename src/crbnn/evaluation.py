@@ -393,3 +393,24 @@ def summarize_grid(ds: Any) -> Any:
                 "time_per_voxel_s": float(sel["time_per_voxel"]),
             })
     return pd.DataFrame(rows)
+
+
+def network_estimator(
+    path: Any, basis_sha256: str | None = None, sequence_sha256: str | None = None, batch_size: int = 65536
+) -> tuple[Estimator, list[str]]:
+    """A trained network (``results/train_network/<loss>/model.pt``) as an :data:`Estimator`.
+
+    Returns ``(estimate, estimated parameter names)``; the network must have been trained with the
+    same basis and pulse train (hashes checked by ``crbnn.training.load_model``).
+    """
+    from crbnn.training import load_model, predict
+
+    model = load_model(path, expect_basis_sha256=basis_sha256, expect_sequence_sha256=sequence_sha256)
+
+    def estimate(y: NDArray[np.complex128]) -> NDArray[np.float64]:
+        import torch
+
+        with torch.no_grad():
+            return np.asarray(predict(model, y, batch_size=batch_size), dtype=np.float64)
+
+    return estimate, list(model.meta["estimated"])

@@ -1,0 +1,41 @@
+"""Bias, std, sqrt(CRB) and CRB-normalized loss of every estimator on one grid (rule evaluate_grid)."""
+
+from crbnn.dataset import read_dataset, read_parameter_table
+from crbnn.devices import set_threads
+from crbnn.evaluation import EstimatorSpec, Precomputed, evaluate_grid, network_estimator, write_netcdf
+from crbnn.grids import TISSUE_UNITS, read_axes
+from crbnn.io import read_h5
+from crbnn.logging_utils import setup_logging
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    set_threads(snakemake.threads)
+    p = snakemake.params
+    data, attrs = read_dataset(snakemake.input.data, ["parameters", "coefficients", "crb"])
+    _, tattrs = read_parameter_table(snakemake.input.table)
+    estimated = list(attrs["estimated"])
+    estimators = {}
+    for name in p.estimators:
+        if name == "nlls":
+            fit, fattrs, _ = read_h5(snakemake.input.nlls)
+            if list(fattrs["estimated"]) != estimated:
+                raise ValueError(f"NLLS fit has parameters {fattrs['estimated']}, the grid {estimated}")
+            estimators[name] = EstimatorSpec(
+                Precomputed(fit["estimates"], fattrs["data_sha256"]), max_realizations=int(fattrs["realizations"]),
+                stride=int(fattrs["stride"]), time_per_voxel=float(fattrs["time_per_voxel"]))
+        else:
+            f, names = network_estimator(snakemake.input.models[p.networks.index(name)], attrs["basis_sha256"],
+                                         attrs["sequence_sha256"], p.batch_size)
+            if names != estimated:
+                raise ValueError(f"network {name} estimates {names}, the grid data {estimated}")
+            estimators[name] = EstimatorSpec(f)
+    ds = evaluate_grid(data["coefficients"], data["parameters"], data["crb"], estimated, read_axes(tattrs),
+                       estimators, realizations=p.realizations, M0_abs=p.M0_abs, sigma=p.sigma, seed=p.seed,
+                       random_phase=p.random_phase, units=TISSUE_UNITS, log=log.info)
+    ds.attrs["grid"] = snakemake.wildcards.grid
+    write_netcdf(snakemake.output[0], ds)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821

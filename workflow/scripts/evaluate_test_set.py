@@ -1,0 +1,51 @@
+"""Per-sample CRB-normalized errors of every estimator on the test set (rule evaluate_test_set)."""
+
+from crbnn.basis import load_basis
+from crbnn.dataset import read_dataset
+from crbnn.devices import set_threads
+from crbnn.evaluation import network_estimator, noisy_test_set, normalized_test_errors, write_netcdf
+from crbnn.logging_utils import setup_logging
+from crbnn.nlls import bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.r2sl import R2slTable
+from crbnn.sequence import load_sequence
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    set_threads(snakemake.threads)
+    p, n = snakemake.params, snakemake.params.nlls
+    data, attrs = read_dataset(snakemake.input.test, ["parameters", "coefficients", "crb"])
+    m = min(int(p.samples), data["coefficients"].shape[0])
+    estimated = list(attrs["estimated"])
+    cols = [list(attrs["parameter_names"]).index(e) for e in estimated]
+    y, m0 = noisy_test_set(data["coefficients"][:m], p.m0_range, p.sigma, p.seed)
+    estimators = {}
+    for name in p.estimators:
+        if name == "nlls":
+            seq = load_sequence(snakemake.input.sequence)
+            basis = load_basis(snakemake.input.basis)
+            r2sl = R2slTable.load(snakemake.input.r2sl)
+            bounds = bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"])
+
+            def nlls_estimate(yy, seq=seq, basis=basis, r2sl=r2sl, bounds=bounds):
+                res = fit_nlls(yy, seq, basis.u, bounds=bounds, nominal=n["nominal"], fit=n["fit"],
+                               dictionary=dictionary_axes(n["dictionary"]), max_iter=n["max_iter"],
+                               ftol=n["ftol"], xtol=n["xtol"], batch_size=n["batch_size"], r2sl=r2sl,
+                               log=log.info)
+                return res.get(estimated)
+
+            estimators[name] = (nlls_estimate, p.nlls_samples)
+        else:
+            f, _ = network_estimator(snakemake.input.models[p.networks.index(name)], attrs["basis_sha256"],
+                                     attrs["sequence_sha256"], p.batch_size)
+            estimators[name] = (f, m)
+    ds = normalized_test_errors(y, m0, data["parameters"][:m, cols], data["crb"][:m], estimated, estimators, p.sigma)
+    for e in ds["estimator"].values:
+        log.info("%s: mean squared normalized error %s, %.3g s/voxel", e,
+                 (ds["normalized_error"].sel(estimator=e) ** 2).mean("sample").values.round(3).tolist(),
+                 float(ds["time_per_voxel"].sel(estimator=e)))
+    write_netcdf(snakemake.output[0], ds)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,52 @@
+"""NLLS fits of the noisy grid data that evaluate_grid compares (rule fit_nlls_grid).
+
+The noisy coefficients are regenerated exactly as crbnn.evaluation.evaluate_grid draws them (same
+seed, |M0|, sigma), restricted to the documented NLLS subset (first nlls.grid_realizations
+realizations of every nlls.grid_stride-th point); their hash is stored so evaluate_grid can check.
+"""
+
+import numpy as np
+
+from crbnn.basis import load_basis
+from crbnn.dataset import read_dataset, read_parameter_table
+from crbnn.devices import set_threads
+from crbnn.evaluation import grid_subset
+from crbnn.grids import read_axes
+from crbnn.io import sha256_arrays, write_h5
+from crbnn.logging_utils import setup_logging
+from crbnn.nlls import bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.r2sl import R2slTable
+from crbnn.sequence import load_sequence
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    set_threads(snakemake.threads)
+    p, n = snakemake.params, snakemake.params.nlls
+    seq = load_sequence(snakemake.input.sequence)
+    basis = load_basis(snakemake.input.basis)
+    data, attrs = read_dataset(snakemake.input.data, ["coefficients"])
+    _, tattrs = read_parameter_table(snakemake.input.table)
+    shape = tuple(len(v) for _, v in read_axes(tattrs))
+    y, mask, k = grid_subset(data["coefficients"], shape, realizations=p.realizations, M0_abs=p.M0_abs,
+                             sigma=p.sigma, seed=p.seed, random_phase=p.random_phase,
+                             max_realizations=n["grid_realizations"], stride=n["grid_stride"])
+    log.info("NLLS on %d voxels (%d points x %d realizations)", len(y), int(mask.sum()), k)
+    res = fit_nlls(y, seq, basis.u, bounds=bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"]),
+                   nominal=n["nominal"], fit=n["fit"], dictionary=dictionary_axes(n["dictionary"]),
+                   max_iter=n["max_iter"], ftol=n["ftol"], xtol=n["xtol"], batch_size=n["batch_size"],
+                   r2sl=R2slTable.load(snakemake.input.r2sl), log=log.info)
+    estimated = list(attrs["estimated"])
+    write_h5(
+        snakemake.output[0],
+        {"estimates": res.get(estimated), "theta": res.theta, "M0": res.M0, "cost": res.cost,
+         "iterations": res.iterations, "converged": res.converged.astype(np.uint8), "mask": mask.astype(np.uint8)},
+        {"data_sha256": sha256_arrays(y), "time_per_voxel": res.time_per_voxel, "estimated": estimated,
+         "fit": list(res.names), "realizations": k, "stride": n["grid_stride"],
+         "basis_sha256": basis.sha256, "sequence_sha256": seq.sha256},
+    )
+    log.info("converged %d / %d; %.3f s per voxel", int(res.converged.sum()), len(y), res.time_per_voxel)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,18 @@
+"""Figure learning_curves: CRB-normalized validation loss of every network (rule plot_learning_curves)."""
+
+import pandas as pd
+
+from crbnn.logging_utils import setup_logging
+from crbnn.plots import plot_learning_curves, save_figure, set_style
+
+
+def main(snakemake):
+    setup_logging(snakemake.log)
+    p = snakemake.params
+    set_style(p.font_scale)
+    histories = {loss: pd.read_csv(path) for loss, path in zip(p.networks, snakemake.input.histories)}
+    save_figure(plot_learning_curves(histories), [snakemake.output.png, snakemake.output.pdf], dpi=p.dpi)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
