@@ -617,6 +617,10 @@ def _to_cpu(obj: Any) -> Any:
 def remove_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> None:
     """Delete the checkpoint after the final model is safely written (a later rerun starts afresh)."""
     (Path(checkpoint_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)
+    try:
+        Path(checkpoint_dir).rmdir()  # only when empty
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------------------- save and load
