@@ -1,0 +1,80 @@
+"""``crbnn infer``: maps of a saved network on a NIfTI image; checks of R, basis hash, NaN voxels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from crbnn.basis import Basis
+from crbnn.cli import main
+from crbnn.io import read_nifti, write_h5, write_nifti
+from crbnn.nets import EstimatorNet
+from crbnn.training import save_model
+
+torch.set_num_threads(1)
+R = 3
+
+
+@pytest.fixture()
+def files(tmp_path):
+    u = np.linalg.qr(np.random.default_rng(0).standard_normal((6, R)))[0].astype(np.complex128)
+    basis = Basis(u, source="test")
+    write_h5(tmp_path / "basis.h5", {"u": u}, {"sha256": basis.sha256, "rank": R, "source": "computed"})
+    net = EstimatorNet([2 * R, 8, 3], out_offset=[0.1, 1.0, 0.07], out_scale=[0.05, 0.5, 0.03]).eval()
+    net.meta = {"architecture": net.architecture(), "normalization": "first_coefficient", "estimated": ["m0s", "T1", "T2f"],
+                "units": ["1", "s", "s"], "basis_sha256": basis.sha256, "sequence_sha256": "x", "rank": R, "loss": "crb"}
+    save_model(net, tmp_path / "model.pt")
+    x = np.random.default_rng(1).standard_normal((5, 4, 1, 2 * R)).astype(np.float32)
+    x[0, 0, 0] = 0.0
+    x[1, 0, 0, 2] = np.nan
+    aff = np.diag([1.5, 1.5, 3.0, 1.0])
+    write_nifti(tmp_path / "c.nii.gz", x, aff)
+    return tmp_path, aff
+
+
+def test_infer_writes_maps_nan_outside_mask(files):
+    d, aff = files
+    rc = main(["infer", "--model", str(d / "model.pt"), "--coefficients", str(d / "c.nii.gz"), "--out", str(d / "out"),
+               "--basis", str(d / "basis.h5")])
+    assert rc == 0
+    t1, a = read_nifti(d / "out" / "T1.nii.gz")
+    assert t1.shape == (5, 4, 1) and t1.dtype == np.float32 and np.allclose(a, aff)
+    assert np.isnan(t1[0, 0, 0]) and np.isnan(t1[1, 0, 0]) and np.isfinite(t1).sum() == 18
+    info = json.loads((d / "out" / "info.json").read_text())
+    assert info["n_mask"] == 18 and info["n_invalid"] == 1
+
+
+def test_wrong_coefficient_count_is_an_error(files, capsys):
+    d, _ = files
+    write_nifti(d / "c4.nii.gz", np.ones((2, 2, 1, 8), np.float32))
+    rc = main(["infer", "--model", str(d / "model.pt"), "--coefficients", str(d / "c4.nii.gz"), "--out", str(d / "o")])
+    assert rc == 2 and "R = 3" in capsys.readouterr().err and not (d / "o").exists()
+
+
+def test_mismatched_basis_hash_is_an_error(files, capsys):
+    d, _ = files
+    u = np.linalg.qr(np.random.default_rng(9).standard_normal((6, R)))[0].astype(np.complex128)
+    write_h5(d / "other.h5", {"u": u})
+    rc = main(["infer", "--model", str(d / "model.pt"), "--coefficients", str(d / "c.nii.gz"), "--out", str(d / "o"),
+               "--basis", str(d / "other.h5")])
+    assert rc == 2 and "basis sha256" in capsys.readouterr().err
+
+
+def test_wrong_dimensions_is_an_error(files, capsys):
+    d, _ = files
+    write_nifti(d / "flat.nii.gz", np.ones((2, 2, 6), np.float32))
+    rc = main(["infer", "--model", str(d / "model.pt"), "--coefficients", str(d / "flat.nii.gz"), "--out", str(d / "o")])
+    assert rc == 2 and "4-D" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point(files):
+    d, _ = files
+    r = subprocess.run([sys.executable, "-m", "crbnn", "infer", "--model", str(d / "model.pt"), "--coefficients",
+                        str(d / "c.nii.gz"), "--out", str(d / "o2")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (d / "o2" / "m0s.nii.gz").exists()
