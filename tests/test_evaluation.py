@@ -95,3 +95,36 @@ def test_evaluate_grid_with_efficient_linear_estimator(tmp_path):
     table = summarize_grid(back)
     assert len(table) == 6 and set(table["estimator"]) == {"ls", "biased"}
     assert abs(table.query("estimator == 'ls'")["median_std_over_sqrt_crb"] - 1).max() < 0.1
+
+
+def test_figures_render_deterministically(tmp_path):
+    """Every evaluation figure renders from small synthetic data; PNG and PDF bytes are reproducible."""
+    import pandas as pd
+
+    from crbnn.evaluation import normalized_test_errors
+    from crbnn.plots import plot_error_distribution, plot_grid_maps, plot_learning_curves, save_figure, set_style
+
+    c, params, crb, ax, B = _linear_grid()
+    pinv = np.linalg.inv(np.real(B.conj().T @ B))
+
+    def ls(y):
+        return (np.real(y @ B.conj()) @ pinv.T) / 0.5
+
+    ds = evaluate_grid(c, params, crb, ["m0s", "T1", "T2f"], ax, {"nlls": ls, "crb": ls}, realizations=5,
+                       M0_abs=0.5, sigma=0.05, seed=1, random_phase=False)
+    m0 = np.full(20, 0.5 + 0j)
+    test = normalized_test_errors(0.5 * c, m0, params[:, :3], crb, ["m0s", "T1", "T2f"], {"nlls": (ls, 10), "crb": (ls, 20)}, 0.05)
+    assert np.isnan(test["normalized_error"].sel(estimator="nlls").values[10:]).all()
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_crb_mean": [3.0, 2.0, 1.2],
+                         **{f"val_crb_{p}": [3.0, 2.0, 1.1] for p in ("m0s", "T1", "T2f")}})
+    set_style()
+    digests = []
+    for run in range(2):
+        for name, fig in [("lc", plot_learning_curves({"crb": hist, "mse": hist * 1.1})),
+                          ("bias", plot_grid_maps(ds, "bias")), ("std", plot_grid_maps(ds, "std_ratio")),
+                          ("crb", plot_grid_maps(ds, "sqrt_crb")), ("err", plot_error_distribution(test))]:
+            paths = [tmp_path / f"{name}{run}.png", tmp_path / f"{name}{run}.pdf"]
+            save_figure(fig, paths, dpi=50)
+            digests.append([p.read_bytes() for p in paths])
+    assert digests[:5] == digests[5:]
+    assert b"CreationDate" not in digests[0][1]

@@ -129,7 +129,8 @@ def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool | None =
             col = "val_crb_mean" if panel == "mean" else f"val_crb_{panel}"
             if col not in h:
                 continue
-            ax.plot(h["epoch"], h[col], color=estimator_color(loss), label=f"{estimator_label(loss)} (val.)")
+            ax.plot(h["epoch"], h[col], color=estimator_color(loss), label=f"{estimator_label(loss)} (val.)",
+                    marker="o" if len(h) < 10 else None, ms=3)
             if panel == "mean" and loss == "crb" and "train_loss" in h:
                 ax.plot(h["epoch"], h["train_loss"], color=estimator_color(loss), ls=":", label="CRB network (train)")
         ax.axhline(1.0, color="k", ls="--", lw=0.8)
@@ -174,8 +175,8 @@ def plot_grid_maps(ds: Any, quantity: str, bias_percentile: float = 98.0, std_ra
     params = [str(p) for p in ds["parameter"].values]
     estimators = [str(e) for e in ds["estimator"].values]
     rows = ["all"] if quantity == "sqrt_crb" else estimators
-    fig, axs = plt.subplots(len(rows), len(params), figsize=(2.9 * len(params), 2.3 * len(rows) + 0.3),
-                            squeeze=False, sharex=True, sharey=True)
+    fig, axs = plt.subplots(len(rows), len(params), figsize=(2.7 * len(params), 2.1 * len(rows) + 1.0),
+                            squeeze=False, sharex=True, sharey=True, layout="constrained")
     xv = ds[xa].values * DISPLAY_SCALE.get(xa, 1.0)
     yv = ds[ya].values * DISPLAY_SCALE.get(ya, 1.0)
     for j, p in enumerate(params):
@@ -184,14 +185,14 @@ def plot_grid_maps(ds: Any, quantity: str, bias_percentile: float = 98.0, std_ra
             data = ds["bias"].sel(parameter=p).transpose("estimator", ya, xa).values * scale
             lim = float(np.nanpercentile(np.abs(data), bias_percentile)) if np.isfinite(data).any() else 1.0
             lim = lim if lim > 0 else 1.0
-            norm, cmap, label = TwoSlopeNorm(0.0, -lim, lim), "RdBu_r", f"bias{unit_suffix(p)}"
+            norm, cmap, label = TwoSlopeNorm(0.0, -lim, lim), "RdBu_r", f"bias ({DISPLAY_UNITS.get(p) or '1'})"
         elif quantity == "std_ratio":
             data = ds["std_over_sqrt_crb"].sel(parameter=p).transpose("estimator", ya, xa).values
             norm = TwoSlopeNorm(1.0, max(0.0, 2.0 - std_ratio_limit), std_ratio_limit)
             cmap, label = "PuOr_r", r"std / $\sqrt{\mathrm{CRB}}$ (1)"
         else:
             data = ds["sqrt_crb"].sel(parameter=p).isel(estimator=0).transpose(ya, xa).values[None] * scale
-            norm, cmap, label = None, "viridis", rf"$\sqrt{{\mathrm{{CRB}}}}${unit_suffix(p)}"
+            norm, cmap, label = None, "viridis", rf"$\sqrt{{\mathrm{{CRB}}}}$ ({DISPLAY_UNITS.get(p) or '1'})"
         im = None
         for i, row in enumerate(rows):
             ax = axs[i, j]
@@ -203,7 +204,7 @@ def plot_grid_maps(ds: Any, quantity: str, bias_percentile: float = 98.0, std_ra
                 ax.set_ylabel(f"{name}{PARAMETER_LABELS.get(ya, ya)}{unit_suffix(ya)}")
             if i == len(rows) - 1:
                 ax.set_xlabel(f"{PARAMETER_LABELS.get(xa, xa)}{unit_suffix(xa)}")
-        cb = fig.colorbar(im, ax=axs[:, j].tolist(), shrink=0.9, pad=0.02,
+        cb = fig.colorbar(im, ax=axs[:, j].tolist(), location="bottom", shrink=0.9, aspect=25,
                           extend="both" if quantity != "sqrt_crb" else "neither")
         cb.set_label(label)
     fig.suptitle(f"{QUANTITIES[quantity]} on grid {ds.attrs.get('grid', '')}  "

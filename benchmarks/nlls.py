@@ -1,0 +1,82 @@
+"""Benchmark: time per voxel of the NLLS reference vs network inference (target: >= 1000x faster).
+
+Simulates ``--voxels`` noisy signals (|M0| = 0.5, sigma = 0.01, random phase) at random tissue
+parameters inside the default priors, fits them with crbnn.nlls.fit_nlls (dictionary start, default
+settings of config/config.yaml) and times a network's ``predict`` on many more voxels.  Prints both
+times per voxel, their ratio and the NLLS accuracy.  Uses the public inputs in ../shared/data (or
+--data) and a trained network if --model is given (else an untrained default-size network).
+
+    .venv/bin/python benchmarks/nlls.py --voxels 32 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import torch
+
+from crbnn.evaluation import noisy_coefficients
+from crbnn.nlls import PaperModel, bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.sequence import load_sequence
+
+PRIORS = {"m0s": {"low": 0.0, "high": 0.35}, "T1": {"low": 0.4, "high": 2.5}, "T2f": {"low": 0.02, "high": 0.25},
+          "Rex": {"low": 2.0, "high": 30.0}, "T2s": {"low": 5e-6, "high": 2.1e-5},
+          "omega0": {"low": -1.0, "high": 1.0, "units": "pi/TR"}, "B1": {"low": 0.6, "high": 1.3}}
+NOMINAL = {"m0s": 0.15, "T1": 1.2, "T2f": 0.07, "Rex": 12.0, "T2s": 1.25e-5, "omega0": 0.0, "B1": 1.0}
+DICTIONARY = {"m0s": {"start": 0.0, "stop": 0.3, "num": 7}, "T1": {"start": 0.5, "stop": 2.5, "num": 8, "spacing": "log"},
+              "T2f": {"start": 0.025, "stop": 0.2, "num": 7, "spacing": "log"}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--voxels", type=int, default=32, help="NLLS voxels (default 32)")
+    ap.add_argument("--net-voxels", type=int, default=100_000, help="network voxels (default 1e5)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", type=Path, default=None, help="results/train_network/<loss>/model.pt")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    seq = load_sequence(a.data / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)
+    u = scipy.io.loadmat(a.data / "basis_for_compress.mat")["u"][:, :13].astype(np.complex128)
+    rng = np.random.default_rng(a.seed)
+    n = a.voxels
+    truth = np.column_stack([rng.uniform(0.02, 0.25, n), rng.uniform(0.65, 2.0, n), rng.uniform(0.03, 0.15, n),
+                             rng.uniform(5, 25, n), rng.uniform(8e-6, 18e-6, n), rng.uniform(-200, 200, n),
+                             rng.uniform(0.7, 1.2, n)])
+    g, _ = PaperModel(seq, u)(torch.as_tensor(truth), jacobian=False)
+    y = noisy_coefficients(g.numpy(), 1, 0.5, 0.01, seed=a.seed + 1)[0][:, 0]
+    res = fit_nlls(y, seq, u, bounds=bounds_from_priors(PRIORS, seq.tr), nominal=NOMINAL,
+                   dictionary=dictionary_axes(DICTIONARY))
+    t_nlls = res.time_per_voxel
+    rel = np.abs(res.theta[:, :3] - truth[:, :3]) / truth[:, :3]
+    print(f"NLLS: {n} voxels, {t_nlls * 1e3:.1f} ms/voxel ({a.threads} thread(s)), "
+          f"converged {res.converged.mean():.0%}, median iterations {np.median(res.iterations):.0f}, "
+          f"median relative error m0s/T1/T2f {np.round(np.median(rel, 0), 3).tolist()}")
+
+    if a.model is not None:
+        from crbnn.training import load_model, predict
+
+        net = load_model(a.model)
+    else:
+        from crbnn.nets import EstimatorNet
+        from crbnn.training import predict
+
+        net = EstimatorNet([26, 128, 256, 256, 256, 128, 64, 3]).eval()
+        net.meta = {"normalization": "l2"}
+    yn = np.tile(y, (a.net_voxels // n + 1, 1))[: a.net_voxels]
+    predict(net, yn[:1000])
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        predict(net, yn)
+    t_net = (time.perf_counter() - t0) / len(yn)
+    print(f"network: {len(yn)} voxels, {t_net * 1e6:.2f} us/voxel")
+    print(f"ratio NLLS / network: {t_nlls / t_net:.0f}x (target >= 1000x)")
+
+
+if __name__ == "__main__":
+    main()
