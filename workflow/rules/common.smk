@@ -17,7 +17,9 @@ ENVS = Path(workflow.basedir) / "envs"
 # Jobs in conda environments (envs/*.yaml hold third-party packages only) import crbnn from src/.
 _SRC = str(Path(workflow.basedir) / "src")
 if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_SRC, os.environ.get("PYTHONPATH")) if p
+    )
 
 
 # ----------------------------------------------------------------------------- validation
