@@ -1,0 +1,95 @@
+"""Figures of parameter maps (rule plot_maps): rows = estimators, columns = m0s, T1, T2f.
+
+Shared colour scale per column (display units of :mod:`crbnn.plots`); phantoms get a truth row
+and error rows (estimate - truth), in vivo images difference rows (network - NLLS); a separate
+figure shows the relative residual maps.  NaN (outside the mask, or not evaluated) is white.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .plots import DISPLAY_SCALE, PARAMETER_LABELS, estimator_label, unit_suffix
+
+PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f")
+
+
+def _slice(a: NDArray[Any]) -> NDArray[Any]:
+    """Middle slice [X, Y] shown with x to the right and y up."""
+    a = np.asarray(a, dtype=np.float64)
+    return (a[:, :, a.shape[2] // 2] if a.ndim == 3 else a).T
+
+
+def _limits(arrays: Sequence[NDArray[Any]], symmetric: bool, q: float = 99.0) -> tuple[float, float]:
+    v = np.concatenate([np.asarray(a, dtype=np.float64)[np.isfinite(a)].ravel() for a in arrays] or [np.zeros(1)])
+    if v.size == 0:
+        return (-1.0, 1.0) if symmetric else (0.0, 1.0)
+    if symmetric:
+        m = float(np.percentile(np.abs(v), q)) or 1.0
+        return -m, m
+    lo, hi = float(np.percentile(v, 100 - q)), float(np.percentile(v, q))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def plot_map_panels(maps: Mapping[str, Mapping[str, NDArray[Any]]], truth: Mapping[str, NDArray[Any]] | None = None,
+                    reference: str = "nlls", parameters: Sequence[str] = PARAMETERS) -> Any:
+    """Map panels: estimate rows (one per estimator in ``maps`` order), then the truth row and
+    error rows (phantom, ``truth`` given) or difference-from-``reference`` rows (in vivo)."""
+    import matplotlib.pyplot as plt
+
+    est_names = list(maps)
+    rows: list[tuple[str, dict[str, NDArray[Any]], bool]] = []
+    if truth is not None:
+        rows.append(("truth", {p: truth[p] for p in parameters}, False))
+    for e in est_names:
+        rows.append((estimator_label(e), {p: maps[e][p] for p in parameters}, False))
+    if truth is not None:
+        for e in est_names:
+            rows.append((f"{estimator_label(e)} - truth", {p: maps[e][p] - truth[p] for p in parameters}, True))
+    elif reference in maps:
+        for e in est_names:
+            if e != reference:
+                rows.append((f"{estimator_label(e)} - {estimator_label(reference)}",
+                             {p: maps[e][p] - maps[reference][p] for p in parameters}, True))
+    n_r, n_c = len(rows), len(parameters)
+    fig, axes = plt.subplots(n_r, n_c, figsize=(2.3 * n_c + 0.8, 2.1 * n_r), squeeze=False, constrained_layout=True)
+    for j, p in enumerate(parameters):
+        s = DISPLAY_SCALE.get(p, 1.0)
+        for sym in (False, True):
+            idx = [i for i, r in enumerate(rows) if r[2] == sym]
+            if not idx:
+                continue
+            lo, hi = _limits([rows[i][1][p] * s for i in idx], sym)
+            for i in idx:
+                ax = axes[i, j]
+                im = ax.imshow(_slice(rows[i][1][p] * s), origin="lower", vmin=lo, vmax=hi,
+                               cmap="RdBu_r" if sym else "viridis")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0:
+                    ax.set_ylabel(rows[i][0], fontsize="small")
+                if i == 0:
+                    ax.set_title(PARAMETER_LABELS.get(p, p) + unit_suffix(p))
+            fig.colorbar(im, ax=[axes[i, j] for i in idx], shrink=0.8,
+                         label=("difference" if sym else PARAMETER_LABELS.get(p, p)) + unit_suffix(p))
+    return fig
+
+
+def plot_residual_maps(residuals: Mapping[str, NDArray[Any]]) -> Any:
+    """Relative residual maps ||y - M0 g|| / ||y|| of every estimator on one shared scale (1)."""
+    import matplotlib.pyplot as plt
+
+    names = list(residuals)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names) + 0.8, 2.6), squeeze=False, constrained_layout=True)
+    lo, hi = _limits(list(residuals.values()), False)
+    for ax, e in zip(axes[0], names):
+        im = ax.imshow(_slice(residuals[e]), origin="lower", vmin=0.0, vmax=hi, cmap="magma")
+        ax.set_title(estimator_label(e), fontsize="small")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="relative residual")
+    return fig

@@ -1,0 +1,234 @@
+# Stage: numerical phantoms and parameter maps of images (phantoms and the in vivo slice) per
+# estimator: NLLS (crbnn.nlls) and every trained network, with sqrt(CRB) and residual maps,
+# region statistics and map figures.  Science in crbnn.phantom and crbnn.images; settings in
+# workflow/schemas/phantom.schema.yaml and images.schema.yaml.
+
+IMAGE_NETWORKS = [
+    e for e in config["images"]["estimators"] if e in config["train"]["losses"]
+]
+IMAGE_ESTIMATORS = ["nlls", *IMAGE_NETWORKS]
+ESTIMATE_MAPS = ["m0s", "T1", "T2f"]
+UNCERTAINTY_MAPS = [f"sqrt_crb_{p}" for p in ESTIMATE_MAPS] + ["residual"]
+NLLS_MAPS = [*config["nlls"]["fit"], "M0_abs", "M0_phase", *UNCERTAINTY_MAPS]
+NETWORK_MAPS = [*ESTIMATE_MAPS, *UNCERTAINTY_MAPS]
+TRUTH_MAPS = ["m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1", "M0_abs", "M0_phase"]
+PHANTOM_RE = "|".join(config["phantom"]["kinds"]) or "none"
+IMAGE_RE = "|".join(config["images"]["images"]) or "none"
+
+
+def image_inputs(wildcards):
+    """Coefficient image and mask of ``wildcards.image`` (the in vivo slice or a phantom)."""
+    if wildcards.image == "invivo":
+        root = "resources/invivo"
+    else:
+        root = f"results/build_phantom/{wildcards.image}"
+    return {
+        "coefficients": f"{root}/coefficients.nii.gz",
+        "mask": f"{root}/mask.nii.gz",
+    }
+
+
+def image_voxels(wildcards):
+    """Voxel subsampling of the per-voxel physics (NLLS, sqrt(CRB), residual) of an image."""
+    key = "invivo_voxels" if wildcards.image == "invivo" else "phantom_voxels"
+    return config["images"][key]
+
+
+def nlls_bounds(wildcards=None):
+    """NLLS box bounds (SI) from the priors' support and nlls.bounds."""
+    from crbnn.nlls import bounds_from_priors
+
+    return bounds_from_priors(
+        config["priors"]["parameters"],
+        config["sequence"]["tr"],
+        config["nlls"]["fit"],
+        config["nlls"]["bounds"],
+    )
+
+
+def image_truth(wildcards):
+    """Ground truth of a phantom image (nothing for in vivo)."""
+    if wildcards.image == "invivo":
+        return {}
+    root = f"results/build_phantom/{wildcards.image}"
+    return {
+        "truth": [f"{root}/truth/{p}.nii.gz" for p in ESTIMATE_MAPS],
+        "labels": f"{root}/labels.nii.gz",
+        "regions": f"{root}/regions.json",
+    }
+
+
+def estimator_maps(wildcards):
+    """Estimate maps of every estimator of an image (inputs of statistics and figures)."""
+    return [
+        f"results/images/{wildcards.image}/{e}/{m}.nii.gz"
+        for e in IMAGE_ESTIMATORS
+        for m in NETWORK_MAPS
+    ]
+
+
+rule build_phantom:
+    input:
+        sequence="resources/sequence.h5",
+        basis="resources/basis.h5",
+        r2sl="resources/r2sl.h5",
+    output:
+        coefficients="results/build_phantom/{phantom}/coefficients.nii.gz",
+        coefficients_noisefree="results/build_phantom/{phantom}/coefficients_noisefree.nii.gz",
+        mask="results/build_phantom/{phantom}/mask.nii.gz",
+        labels="results/build_phantom/{phantom}/labels.nii.gz",
+        truth=expand("results/build_phantom/{{phantom}}/truth/{p}.nii.gz", p=TRUTH_MAPS),
+        regions="results/build_phantom/{phantom}/regions.json",
+    log:
+        "results/logs/build_phantom/{phantom}.log",
+    benchmark:
+        "results/benchmarks/build_phantom/{phantom}.tsv"
+    wildcard_constraints:
+        phantom=PHANTOM_RE,
+    conda:
+        env("evaluate")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        settings=config["phantom"],
+    script:
+        "../scripts/build_phantom.py"
+
+
+rule fit_image_nlls:
+    input:
+        unpack(image_inputs),
+        sequence="resources/sequence.h5",
+        basis="resources/basis.h5",
+        r2sl="resources/r2sl.h5",
+    output:
+        maps=expand("results/images/{{image}}/nlls/{map}.nii.gz", map=NLLS_MAPS),
+        info="results/images/{image}/nlls/info.json",
+    log:
+        "results/logs/fit_image_nlls/{image}.log",
+    benchmark:
+        "results/benchmarks/fit_image_nlls/{image}.tsv"
+    wildcard_constraints:
+        image=IMAGE_RE,
+    conda:
+        env("evaluate")
+    threads: config["images"]["threads"]
+    resources:
+        mem_mb=config["compute"]["mem_mb"],
+        runtime=24 * 60,
+    params:
+        nlls=config["nlls"],
+        bounds=nlls_bounds,
+        voxels=image_voxels,
+    script:
+        "../scripts/fit_image_nlls.py"
+
+
+rule infer_image:
+    input:
+        unpack(image_inputs),
+        model="results/train_network/{network}/model.pt",
+        nlls=expand("results/images/{{image}}/nlls/{map}.nii.gz", map=NLLS_MAPS),
+        nlls_info="results/images/{image}/nlls/info.json",
+        sequence="resources/sequence.h5",
+        basis="resources/basis.h5",
+        r2sl="resources/r2sl.h5",
+    output:
+        maps=expand(
+            "results/images/{{image}}/{{network}}/{map}.nii.gz", map=NETWORK_MAPS
+        ),
+        info="results/images/{image}/{network}/info.json",
+    log:
+        "results/logs/infer_image/{image}_{network}.log",
+    benchmark:
+        "results/benchmarks/infer_image/{image}_{network}.tsv"
+    wildcard_constraints:
+        image=IMAGE_RE,
+        network="mse|crb|bias_reduced",
+    conda:
+        env("evaluate")
+    threads: config["images"]["threads"]
+    resources:
+        gpu=gpu_request,
+        mem_mb=config["compute"]["mem_mb"],
+        runtime=120,
+    params:
+        nominal=config["nlls"]["nominal"],
+        bounds=nlls_bounds,
+        batch_size=config["images"]["batch_size"],
+        device=config["compute"]["device"],
+    script:
+        "../scripts/infer_image.py"
+
+
+rule summarize_image_regions:
+    input:
+        unpack(image_inputs),
+        unpack(image_truth),
+        maps=estimator_maps,
+    output:
+        csv="results/images/{image}/regions.csv",
+        json="results/images/{image}/regions.json",
+    log:
+        "results/logs/summarize_image_regions/{image}.log",
+    benchmark:
+        "results/benchmarks/summarize_image_regions/{image}.tsv"
+    wildcard_constraints:
+        image=IMAGE_RE,
+    conda:
+        env("evaluate")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        estimators=IMAGE_ESTIMATORS,
+        boxes=config["images"]["regions"],
+        percentiles=config["images"]["percentiles"],
+    script:
+        "../scripts/summarize_image_regions.py"
+
+
+rule plot_maps:
+    input:
+        unpack(image_inputs),
+        unpack(image_truth),
+        maps=estimator_maps,
+    output:
+        maps=report(
+            multiext("results/figures/maps_{image}", ".png", ".pdf"),
+            caption="../report/maps.rst",
+            category="Images",
+        ),
+        residual=report(
+            multiext("results/figures/maps_{image}_residual", ".png", ".pdf"),
+            caption="../report/maps_residual.rst",
+            category="Images",
+        ),
+    log:
+        "results/logs/plot_maps/{image}.log",
+    benchmark:
+        "results/benchmarks/plot_maps/{image}.tsv"
+    wildcard_constraints:
+        image=IMAGE_RE,
+    conda:
+        env("evaluate")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        estimators=IMAGE_ESTIMATORS,
+        dpi=config["figures"]["dpi"],
+        font_scale=config["figures"]["font_scale"],
+    script:
+        "../scripts/plot_maps.py"
+
+
+register_targets(
+    [f"results/images/{i}/regions.json" for i in config["images"]["images"]]
+    + [f"results/figures/maps_{i}.png" for i in config["images"]["images"]]
+    + [f"results/figures/maps_{i}_residual.png" for i in config["images"]["images"]]
+)

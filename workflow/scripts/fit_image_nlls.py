@@ -1,0 +1,31 @@
+"""NLLS maps of one image with sqrt(CRB), residual and the noise sigma (rule fit_image_nlls)."""
+
+from pathlib import Path
+
+from crbnn.basis import load_basis
+from crbnn.devices import set_threads
+from crbnn.images import nlls_maps, read_coefficient_image, select_voxels, write_maps
+from crbnn.logging_utils import setup_logging
+from crbnn.r2sl import R2slTable
+from crbnn.sequence import load_sequence
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    set_threads(snakemake.threads)
+    seq = load_sequence(snakemake.input.sequence)
+    basis = load_basis(snakemake.input.basis)
+    image = read_coefficient_image(snakemake.input.coefficients, snakemake.input.mask, rank=basis.rank)
+    v = snakemake.params.voxels
+    evaluated = select_voxels(image.mask, v["stride"], v["box"])
+    log.info("%s: %d mask voxels, NLLS on %d (stride %d, box %s)", snakemake.input.coefficients,
+             int(image.mask.sum()), int(evaluated.sum()), v["stride"], v["box"])
+    maps, info = nlls_maps(image, evaluated, seq, basis.u, snakemake.params.nlls, snakemake.params.bounds,
+                           r2sl=R2slTable.load(snakemake.input.r2sl))
+    info.update({"n_mask": int(image.mask.sum()), "n_invalid": image.n_invalid, "voxels": v})
+    write_maps(Path(snakemake.output.info).parent, maps, image.affine, info)
+    log.info("NLLS %.3f s/voxel, sigma %.4g", info["seconds_per_voxel"], info["sigma"])
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,50 @@
+"""Network maps of one image with sqrt(CRB) and residual at the estimate (rule infer_image).
+
+Nuisance parameters (Rex, T2s, omega0, B1) and the noise sigma come from the NLLS fit of the same
+image; sqrt(CRB) and residual maps cover the voxels NLLS evaluated.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from crbnn.basis import load_basis
+from crbnn.devices import resolve_device, set_threads
+from crbnn.images import (check_model_image, network_maps, read_coefficient_image, read_info, read_maps,
+                          uncertainty_maps, write_maps)
+from crbnn.logging_utils import setup_logging
+from crbnn.r2sl import R2slTable
+from crbnn.sequence import load_sequence
+from crbnn.training import load_model
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    set_threads(snakemake.threads)
+    seq = load_sequence(snakemake.input.sequence)
+    basis = load_basis(snakemake.input.basis)
+    model = load_model(snakemake.input.model, expect_basis_sha256=basis.sha256, expect_sequence_sha256=seq.sha256,
+                       device=resolve_device(snakemake.params.device))
+    image = read_coefficient_image(snakemake.input.coefficients, snakemake.input.mask, rank=basis.rank)
+    check_model_image(model, image, basis.sha256)
+    maps, seconds = network_maps(model, image)
+    nlls_dir = Path(snakemake.input.nlls_info).parent
+    nlls = read_maps(nlls_dir, ["T1", "Rex", "T2s", "omega0", "B1"])
+    sigma = read_info(nlls_dir)["sigma"]
+    evaluated = np.isfinite(nlls["T1"]) & image.mask
+    estimates = {**{p: v for p, v in nlls.items() if p != "T1"}, **maps}
+    extra, sigma, _ = uncertainty_maps(image, estimates, evaluated, seq, basis.u, snakemake.params.nominal,
+                                       snakemake.params.bounds, sigma, r2sl=R2slTable.load(snakemake.input.r2sl),
+                                       batch_size=snakemake.params.batch_size)
+    maps.update(extra)
+    info = {"model": snakemake.input.model, "inference_seconds": seconds, "n_mask": int(image.mask.sum()),
+            "seconds_per_voxel": seconds / max(int(image.mask.sum()), 1), "n_evaluated": int(evaluated.sum()),
+            "sigma": sigma, "sigma_source": "NLLS residuals of the same image (results/images/<image>/nlls/info.json)",
+            "nuisance": "Rex, T2s, omega0, B1 from the NLLS fit of the same voxels"}
+    write_maps(Path(snakemake.output.info).parent, maps, image.affine, info)
+    log.info("%s on %s: %d voxels in %.3f s", snakemake.wildcards.network, snakemake.wildcards.image,
+             info["n_mask"], seconds)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,28 @@
+"""Map figures of one image: estimates, truth/errors or differences from NLLS, residuals (rule plot_maps)."""
+
+from pathlib import Path
+
+from crbnn.images import ESTIMATED, read_maps
+from crbnn.io import read_nifti
+from crbnn.logging_utils import setup_logging
+from crbnn.plots import save_figure, set_style
+from crbnn.plots_maps import plot_map_panels, plot_residual_maps
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    set_style(snakemake.params.font_scale)
+    folder = Path(snakemake.input.maps[0]).parent.parent
+    maps = {e: read_maps(folder / e, [*ESTIMATED, "residual"]) for e in snakemake.params.estimators}
+    truth = None
+    if "truth" in snakemake.input.keys():
+        truth = {Path(p).name.removesuffix(".nii.gz"): read_nifti(p)[0] for p in snakemake.input.truth}
+    fig = plot_map_panels({e: m for e, m in maps.items()}, truth)
+    save_figure(fig, snakemake.output.maps, dpi=snakemake.params.dpi)
+    fig = plot_residual_maps({e: m["residual"] for e, m in maps.items()})
+    save_figure(fig, snakemake.output.residual, dpi=snakemake.params.dpi)
+    log.info("map figures of %s written", snakemake.wildcards.image)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
