@@ -1,0 +1,317 @@
+"""Headline numbers of a run (``results/summary.json``) and their LaTeX macros (``numbers.tex``).
+
+The summary aggregates what the evaluation wrote (``results/evaluate_network/<loss>.json``,
+``results/train_network/<loss>/history.csv``, ``results/figures/summary_table.csv``) plus the
+configuration values the manuscript quotes.  :func:`latex_macros` turns every leaf of the summary
+into one ``\\newcommand`` (names from the key path, see :func:`macro_name`), plus the short headline
+aliases of :data:`HEADLINE_ALIASES`, so that no number in the manuscript is typed by hand.
+
+Layout of the summary (all keys optional except ``config``)::
+
+    {"networks": {loss: {"crb_loss_mean": float, "crb_loss": {p: float}, "rmse": {p: float},
+                         "relative_rmse": {p: float}, "median_abs_bias_over_sqrt_crb": {p: float},
+                         "median_std_over_sqrt_crb": {p: float}, "seconds_per_voxel": float,
+                         "n_samples": int}},
+     "training": {loss: {"epochs": int, "final_train_loss": float, "final_val_crb_mean": float,
+                         "wall_time_s": float, "samples_per_s": float}},
+     "grids": {grid: {estimator: {parameter: {"mean_normalized_loss": float, ...}}}},
+     "config": {...: number | str | list}}
+
+>>> s = {"networks": {"crb": {"crb_loss_mean": 1.234}}, "config": {"sigma": 0.01}}
+>>> print(latex_macros(s).splitlines()[-1])
+\\newcommand{\\ConfigSigma}{0.01}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "HEADLINE_ALIASES",
+    "GRID_MAP_CAPTIONS",
+    "NETWORK_KEYS",
+    "flatten",
+    "format_value",
+    "latex_escape",
+    "latex_grid_figures",
+    "latex_macros",
+    "latex_prior_table",
+    "macro_name",
+    "read_evaluation",
+    "read_history",
+    "read_summary_table",
+    "summarize",
+]
+
+#: Keys of ``results/evaluate_network/<loss>.json`` copied into the summary.
+NETWORK_KEYS = (
+    "crb_loss_mean",
+    "crb_loss",
+    "rmse",
+    "relative_rmse",
+    "median_abs_bias_over_sqrt_crb",
+    "median_std_over_sqrt_crb",
+    "seconds_per_voxel",
+    "n_samples",
+    "realizations",
+)
+
+#: Short macro names for the headline numbers: alias -> key path in the summary.
+HEADLINE_ALIASES = {
+    "CRBLossCRB": ("networks", "crb", "crb_loss_mean"),
+    "CRBLossMSE": ("networks", "mse", "crb_loss_mean"),
+    "CRBLossBiasReduced": ("networks", "bias_reduced", "crb_loss_mean"),
+    "SecondsPerVoxelCRB": ("networks", "crb", "seconds_per_voxel"),
+    "TrainTimeCRB": ("training", "crb", "wall_time_s"),
+    "TrainTimeMSE": ("training", "mse", "wall_time_s"),
+    **{
+        f"CRBLoss{net}{par}": ("networks", key, "crb_loss", p)
+        for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"))
+        for par, p in (("MzeroS", "m0s"), ("Tone", "T1"), ("TtwoF", "T2f"))
+    },
+}
+
+_DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
+_ABBREVIATIONS = {"crb": "CRB", "mse": "MSE", "nlls": "NLLS", "rmse": "RMSE", "sqrt": "Sqrt"}
+
+
+# ------------------------------------------------------------------------------ aggregation
+def read_evaluation(path: str | Path) -> dict[str, Any]:
+    """The summary entry of one network: the :data:`NETWORK_KEYS` of its evaluation JSON."""
+    data = json.loads(Path(path).read_text())
+    return {k: data[k] for k in NETWORK_KEYS if k in data}
+
+
+def read_history(path: str | Path) -> dict[str, Any]:
+    """Training summary of one network from its ``history.csv`` (last epoch).
+
+    Keys: ``epochs``, ``final_train_loss``, ``final_val_crb_mean``, ``wall_time_s`` (s, whole
+    training), ``samples_per_s`` (median over epochs).
+    """
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: empty training history")
+    last = rows[-1]
+    rates = sorted(float(r["samples_per_s"]) for r in rows if r.get("samples_per_s"))
+    out: dict[str, Any] = {
+        "epochs": len(rows),
+        "final_train_loss": float(last["train_loss"]),
+        "wall_time_s": float(last["wall_time_s"]),
+    }
+    if "val_crb_mean" in last:
+        out["final_val_crb_mean"] = float(last["val_crb_mean"])
+    if rates:
+        out["samples_per_s"] = rates[len(rates) // 2]
+    return out
+
+
+def read_summary_table(path: str | Path) -> dict[str, Any]:
+    """The evaluation's summary table (CSV: ``grid, estimator, parameter, <metrics>...``) as
+    ``{grid: {estimator: {parameter: {metric: float}}}}``."""
+    out: dict[str, Any] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            grid, est, par = row.pop("grid"), row.pop("estimator"), row.pop("parameter")
+            out.setdefault(grid, {}).setdefault(est, {})[par] = {k: _to_float(v) for k, v in row.items()}
+    return out
+
+
+def _to_float(v: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        return math.nan
+
+
+def summarize(
+    evaluations: Mapping[str, str | Path] | None = None,
+    histories: Mapping[str, str | Path] | None = None,
+    summary_table: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Aggregate the evaluation outputs that exist into one summary dictionary.
+
+    ``evaluations`` and ``histories`` map a loss name to its evaluation JSON / ``history.csv``;
+    missing files are skipped (so a partial run still gives a summary); ``config`` holds the
+    configuration values the manuscript quotes (copied as is).
+    """
+    out: dict[str, Any] = {"config": dict(config or {})}
+    nets = {k: read_evaluation(p) for k, p in (evaluations or {}).items() if Path(p).exists()}
+    if nets:
+        out["networks"] = nets
+    hist = {k: read_history(p) for k, p in (histories or {}).items() if Path(p).exists()}
+    if hist:
+        out["training"] = hist
+    if summary_table is not None and Path(summary_table).exists():
+        out["grids"] = read_summary_table(summary_table)
+    return out
+
+
+# ---------------------------------------------------------------------------------- macros
+def macro_name(*parts: str) -> str:
+    """A LaTeX command name (letters only) from key parts: split at non-alphanumerics, capitalize,
+    spell out digits, keep known abbreviations upper case.
+
+    >>> macro_name("networks", "crb", "crb_loss", "T2f")
+    'NetworksCRBCRBLossTTwof'
+    >>> macro_name("grids", "m0s-T1")
+    'GridsMZerosTOne'
+    """
+    words: list[str] = []
+    for part in parts:
+        for w in re.split(r"[^A-Za-z0-9]+", str(part)):
+            if not w:
+                continue
+            w = _ABBREVIATIONS.get(w.lower(), w)
+            w = re.sub(r"\d", lambda m: _DIGITS[int(m.group())], w)
+            words.append(w[0].upper() + w[1:])
+    name = "".join(words)
+    if not name.isalpha():
+        raise ValueError(f"cannot make a macro name from {parts!r}")
+    return name
+
+
+def latex_escape(s: str) -> str:
+    r"""Escape the LaTeX special characters of a text string.
+
+    >>> latex_escape("m0s_T1 & 5%")
+    'm0s\\_T1 \\& 5\\%'
+    """
+    repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(repl.get(c, c) for c in s)
+
+
+def format_value(v: Any, digits: int = 3) -> str:
+    r"""LaTeX text for one value: ``digits`` significant digits, powers of ten as
+    ``\ensuremath{a\times10^{b}}`` outside [1e-3, 1e5), thousands separated by ``{,}`` in integers,
+    ``--`` for None/NaN, lists joined by ", ", strings escaped.
+
+    >>> [format_value(x) for x in (313.759, 0.0123456, 3.9e-05, 4000000, True, None, "a_b")]
+    ['314', '0.0123', '\\ensuremath{3.9\\times10^{-5}}', '4{,}000{,}000', 'yes', '--', 'a\\_b']
+    """
+    if v is None:
+        return "--"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}".replace(",", "{,}")
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "--"
+        if v == 0:
+            return "0"
+        if 1e-3 <= abs(v) < 1e5:
+            s = f"{v:.{digits}g}"
+            if "e" not in s:
+                return s
+        mant, exp = f"{v:.{digits - 1}e}".split("e")
+        mant = mant.rstrip("0").rstrip(".")
+        return rf"\ensuremath{{{mant}\times10^{{{int(exp)}}}}}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(format_value(x, digits) for x in v)
+    return latex_escape(str(v))
+
+
+def flatten(d: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], Any]]:
+    """``(key path, leaf)`` pairs of a nested mapping, in insertion order (lists are leaves).
+
+    >>> list(flatten({"a": {"b": 1, "c": [2, 3]}}))
+    [(('a', 'b'), 1), (('a', 'c'), [2, 3])]
+    """
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            yield from flatten(v, (*prefix, str(k)))
+        else:
+            yield (*prefix, str(k)), v
+
+
+def _lookup(d: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    for k in path:
+        if not isinstance(d, Mapping) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def latex_macros(summary: Mapping[str, Any], digits: int = 3, raw: Mapping[str, str] | None = None) -> str:
+    r"""The macros file: the ``raw`` macros (name -> LaTeX text, not escaped), the
+    :data:`HEADLINE_ALIASES` (``--`` where the value is missing), then one ``\newcommand`` per
+    leaf of ``summary`` (name from :func:`macro_name` of its key path).
+
+    Raises ValueError when two key paths give the same macro name.
+    """
+    lines = ["% Generated by crbnn.summary.latex_macros from results/summary.json; do not edit."]
+    seen: dict[str, tuple[str, ...]] = {}
+
+    def add(name: str, path: tuple[str, ...], value: Any) -> None:
+        if name in seen:
+            raise ValueError(f"macro \\{name} from {path} clashes with {seen[name]}")
+        seen[name] = path
+        lines.append(rf"\newcommand{{\{name}}}{{{format_value(value, digits)}}}")
+
+    for name, text in (raw or {}).items():
+        if name in seen or not name.isalpha():
+            raise ValueError(f"bad or duplicate macro name {name!r}")
+        seen[name] = ("raw",)
+        lines.append(rf"\newcommand{{\{name}}}{{{text}}}")
+    for alias, path in HEADLINE_ALIASES.items():
+        add(alias, path, _lookup(summary, path))
+    for path, value in flatten(summary):
+        add(macro_name(*path), path, value)
+    return "\n".join(lines) + "\n"
+
+
+#: Captions of the grid-map figures per quantity (the figure rule's ``quantity`` wildcard).
+GRID_MAP_CAPTIONS = {
+    "bias": "Bias of each estimator (columns) and parameter (rows) over the grid, in physical units.",
+    "std_ratio": (
+        "Standard deviation of each estimator over noise realizations divided by the square root of "
+        "the CRB; 1 is efficient, below 1 is possible only for biased estimators."
+    ),
+    "sqrt_crb": "Square root of the Cram\\'er-Rao bound of each parameter over the grid.",
+}
+
+
+def latex_grid_figures(grids: Iterable[str], quantities: Iterable[str], folder: str = "figures") -> str:
+    r"""LaTeX ``figure`` environments of the grid maps ``<folder>/grid_maps_<quantity>_<grid>.pdf``,
+    one per grid and quantity, labelled ``fig:grid:<quantity>:<grid>``.
+
+    >>> print(latex_grid_figures(["m0s-T1"], ["bias"]).splitlines()[2])
+    \includegraphics[width=\linewidth]{figures/grid_maps_bias_m0s-T1.pdf}
+    """
+    out = ["% Generated by crbnn.summary.latex_grid_figures; do not edit."]
+    for g in grids:
+        for q in quantities:
+            cap = GRID_MAP_CAPTIONS.get(q, latex_escape(q))
+            out += [
+                r"\begin{figure}[tbp]\centering",
+                rf"\includegraphics[width=\linewidth]{{{folder}/grid_maps_{q}_{g}.pdf}}",
+                rf"\caption{{Grid {latex_escape(g)}: {cap}}}\label{{fig:grid:{q}:{g}}}",
+                r"\end{figure}",
+            ]
+    return "\n".join(out) + "\n"
+
+
+def latex_prior_table(priors: Mapping[str, Mapping[str, Any]], digits: int = 3) -> str:
+    r"""A booktabs ``tabular`` of the training priors (``priors.parameters`` of the config): one row
+    per parameter with its distribution and numbers, so the manuscript never types a prior by hand.
+
+    >>> print(latex_prior_table({"T1": {"dist": "uniform", "low": 0.4, "high": 2.5}}).splitlines()[4])
+    T1 & uniform & low 0.4, high 2.5 \\
+    """
+    lines = [r"\begin{tabular}{lll}", r"\toprule", r"parameter & distribution & settings \\", r"\midrule"]
+    for name, spec in priors.items():
+        settings = ", ".join(
+            f"{latex_escape(k)} {format_value(v, digits)}" for k, v in spec.items() if k != "dist"
+        )
+        lines.append(rf"{latex_escape(name)} & {latex_escape(str(spec.get('dist', '')))} & {settings} \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,25 @@
+"""Headline numbers of the run, results/summary.json (rule summarize; crbnn.summary)."""
+
+from crbnn.io import write_json
+from crbnn.logging_utils import setup_logging
+from crbnn.sequence import load_sequence
+from crbnn.summary import summarize
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    losses = snakemake.params.losses
+    seq = load_sequence(snakemake.input.sequence)
+    config = {**snakemake.params.config, "n_pulses": len(seq), "tr": float(seq.tr)}
+    summary = summarize(
+        evaluations=dict(zip(losses, snakemake.input.evaluations)),
+        histories=dict(zip(losses, snakemake.input.histories)),
+        summary_table=snakemake.input.table,
+        config=config,
+    )
+    log.info("summary sections: %s", sorted(summary))
+    write_json(snakemake.output[0], summary)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,26 @@
+"""LaTeX macros of the summary and the grid-map figure environments (rule write_macros; crbnn.summary)."""
+
+import json
+
+from crbnn.io import atomic_write
+from crbnn.logging_utils import setup_logging
+from crbnn.summary import latex_grid_figures, latex_macros, latex_prior_table
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log)
+    with open(snakemake.input[0]) as f:
+        summary = json.load(f)
+    p = snakemake.params
+    text = latex_macros(summary, digits=p.digits, raw={"ManuscriptTitle": p.title, "ManuscriptAuthors": p.authors})
+    with atomic_write(snakemake.output.numbers) as tmp:
+        tmp.write_text(text)
+    with atomic_write(snakemake.output.grid_figures) as tmp:
+        tmp.write_text(latex_grid_figures(p.grids, p.quantities))
+    with atomic_write(snakemake.output.priors) as tmp:
+        tmp.write_text(latex_prior_table(summary["config"].get("priors", {}), digits=p.digits))
+    log.info("%d macros", text.count(r"\newcommand"))
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
