@@ -38,7 +38,7 @@ def main(snakemake):
     log.info("latexmk output:\n%s\n%s", proc.stdout, proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"build_manuscript: latexmk failed (exit {proc.returncode}); see {build / Path(tex).with_suffix('.log')}")
-    with atomic_write(snakemake.output[0]) as tmp:
+    with atomic_write(snakemake.output.pdf) as tmp:
         shutil.copy2(build / Path(tex).with_suffix(".pdf"), tmp)
 
 

@@ -18,7 +18,7 @@ def main(snakemake):
         config=config,
     )
     log.info("summary sections: %s", sorted(summary))
-    write_json(snakemake.output[0], summary)
+    write_json(snakemake.output.summary, summary)
 
 
 if "snakemake" in globals():

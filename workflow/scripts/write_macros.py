@@ -9,7 +9,7 @@ from crbnn.summary import latex_grid_figures, latex_macros, latex_prior_table
 
 def main(snakemake):
     log = setup_logging(snakemake.log)
-    with open(snakemake.input[0]) as f:
+    with open(snakemake.input.summary) as f:
         summary = json.load(f)
     p = snakemake.params
     text = latex_macros(summary, digits=p.digits, raw={"ManuscriptTitle": p.title, "ManuscriptAuthors": p.authors})

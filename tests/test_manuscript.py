@@ -1,0 +1,99 @@
+"""The manuscript stage: macros and generated LaTeX from a small fake summary (no LaTeX needed),
+the macros the manuscript uses are all defined, and build_manuscript's message without latexmk."""
+
+from __future__ import annotations
+
+import json
+import re
+import runpy
+from pathlib import Path
+
+import pytest
+
+from crbnn.logging_utils import ScriptArgs
+from workflow_helpers import REPO
+
+SCRIPTS = REPO / "workflow" / "scripts"
+PRIORS = {
+    "m0s": {"dist": "truncnormal", "mean": 0.15, "std": 0.15, "low": 0.0, "high": 0.35},
+    "T1": {"dist": "uniform", "low": 0.4, "high": 2.5},
+    "omega0": {"dist": "uniform", "low": -1.0, "high": 1.0, "units": "pi/TR"},
+}
+SUMMARY = {
+    "config": {
+        "sigma": 0.01, "M0_abs": 0.5, "n_train": 4_000_000, "n_val": 56320, "n_test": 32, "rank": 13,
+        "n_pulses": 1142, "tr": 0.0035, "epochs": 800, "batch_size": 1024, "lr": 0.01, "network": "paper",
+        "losses": ["mse", "crb"], "estimated": ["m0s", "T1", "T2f"], "nuisance": ["M0_re", "Rex"],
+        "sequence_source": "public", "basis_source": "public", "train_sigma": 0.01, "train_m0_min": 0.1,
+        "train_m0_max": 1.0, "nlls_grid_realizations": 2, "grids": {"m0s-T1": {"points": 16, "realizations": 4}},
+        "priors": PRIORS,
+    },
+    "networks": {
+        "crb": {"crb_loss_mean": 1.05, "crb_loss": {"m0s": 1.01, "T1": 1.1, "T2f": 1.04}, "seconds_per_voxel": 2.0e-6},
+        "mse": {"crb_loss_mean": 3.4, "crb_loss": {"m0s": 2.0, "T1": 5.0, "T2f": 3.2}},
+    },
+    "training": {"crb": {"epochs": 800, "wall_time_s": 86400.0}, "mse": {"epochs": 800, "wall_time_s": 80000.0}},
+}
+
+
+@pytest.fixture
+def macros(tmp_path: Path) -> dict[str, Path]:
+    """Run write_macros.py (ScriptArgs stand-in) on the fake summary; return its outputs."""
+    (tmp_path / "summary.json").write_text(json.dumps(SUMMARY))
+    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors")}
+    main = runpy.run_path(str(SCRIPTS / "write_macros.py"))["main"]
+    main(ScriptArgs(
+        input={"summary": str(tmp_path / "summary.json")},
+        output={k: str(v) for k, v in out.items()},
+        params={"title": "T", "authors": "A", "digits": 3, "grids": ["m0s-T1"], "quantities": ["bias", "std_ratio"]},
+        log=[str(tmp_path / "log")],
+    ))
+    return out
+
+
+def defined(text: str) -> dict[str, str]:
+    return dict(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}\{(.*)\}$", text, flags=re.M))
+
+
+def test_macros_file(macros: dict[str, Path]) -> None:
+    d = defined(macros["numbers"].read_text())
+    assert d["CRBLossCRB"] == "1.05" and d["CRBLossMSE"] == "3.4"
+    assert d["ConfigNTrain"] == "4{,}000{,}000" and d["ConfigSigma"] == "0.01"
+    assert d["TrainTimeCRB"] == "86{,}400" or d["TrainTimeCRB"] == r"\ensuremath{8.64\times10^{4}}"
+    assert d["SecondsPerVoxelCRB"] == r"\ensuremath{2\times10^{-6}}"
+    assert d["CRBLossBiasReduced"] == "--"  # not trained: a dash, not a LaTeX error
+    assert d["ManuscriptTitle"] == "T"
+    assert d["ConfigLosses"] == "mse, crb"
+    assert d["ConfigNuisance"] == r"M0\_re, Rex"
+
+
+def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
+    figs = macros["grid_figures"].read_text()
+    assert "figures/grid_maps_bias_m0s-T1.pdf" in figs and "figures/grid_maps_std_ratio_m0s-T1.pdf" in figs
+    priors = macros["priors"].read_text()
+    assert priors.count(r"\\") == 1 + len(PRIORS) and "pi/TR" in priors
+
+
+def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:
+    """Every custom macro in manuscript.tex is defined by the macros file of the fake summary, and the
+    manuscript types no digits of results outside its LaTeX structure (numbers come from macros)."""
+    tex = (REPO / "manuscript" / "manuscript.tex").read_text()
+    d = defined(macros["numbers"].read_text())
+    used = set(re.findall(r"\\((?:Config|CRBLoss|TrainTime|SecondsPerVoxel|Manuscript|Networks|Grids|Training)[A-Za-z]*)", tex))
+    assert used and used <= set(d), sorted(used - set(d))
+    body = tex.split(r"\begin{document}")[1]
+    body = re.sub(r"%.*", "", body)
+    body = re.sub(r"\\(?:cite[pt]?|ref|label|includegraphics|input|resizebox|bibliography\w*)(\[[^]]*\])?\{[^}]*\}", "", body)
+    body = re.sub(r"\$[^$]*\$", "", body)  # symbols such as R_{1f}, M_0 = 1
+    typed = [n for n in re.findall(r"\d+(?:\.\d+)?", body.replace("0.8\\linewidth", "")) if n != "1"]
+    assert not typed, f"numbers typed in the manuscript: {typed} (1, the efficient estimator's loss, is allowed)"
+    for name in ("learning_curves", "error_distribution"):
+        assert f"figures/{name}.pdf" in tex
+
+
+def test_build_manuscript_without_latexmk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no latexmk
+    main = runpy.run_path(str(SCRIPTS / "build_manuscript.py"))["main"]
+    with pytest.raises(SystemExit, match="latexmk not found"):
+        main(ScriptArgs(input={}, output={"pdf": str(tmp_path / "m.pdf")}, params={"engine": "pdflatex"},
+                        log=[str(tmp_path / "log")]))

@@ -1,0 +1,58 @@
+# Helpers of the manuscript stage (included by manuscript.smk): names of the inputs and the
+# configuration values the manuscript quotes.  Kept apart from the rules (snakemake --lint).
+import math
+from pathlib import Path
+
+MANUSCRIPT_LOSSES = list(config["train"]["losses"])
+MANUSCRIPT_GRIDS = list(config["grids"]["sets"])
+MANUSCRIPT_QUANTITIES = ["bias", "std_ratio", "sqrt_crb"]
+# the LaTeX sources in the checkout
+MANUSCRIPT_SOURCES = Path(workflow.basedir) / "manuscript"
+
+
+def summary_config(wildcards=None):
+    """The configuration values that the manuscript quotes (results/summary.json, section config)."""
+    tables = config["simulate"]["tables"]
+    return {
+        "sequence_source": config["sequence"]["source"],
+        "basis_source": config["basis"]["source"],
+        "rank": config["basis"]["rank"],
+        "n_train": tables["train"]["n"],
+        "n_val": tables["val"]["n"],
+        "n_test": tables["test"]["n"],
+        "estimated": config["model"]["estimated"],
+        "nuisance": config["model"]["nuisance"],
+        "losses": MANUSCRIPT_LOSSES,
+        "train_sigma": config["train"]["noise"]["sigma"],
+        "train_m0_min": config["train"]["noise"]["m0_min"],
+        "train_m0_max": config["train"]["noise"]["m0_max"],
+        "network": config["train"]["network"].get("preset", "custom"),
+        "epochs": config["train"]["optimizer"]["epochs"],
+        "batch_size": config["train"]["optimizer"]["batch_size"],
+        "lr": config["train"]["optimizer"]["lr"],
+        "sigma": config["evaluate"]["sigma"],
+        "M0_abs": config["evaluate"]["M0_abs"],
+        "grids": {
+            g: {
+                "points": math.prod(a["num"] for a in s["axes"].values()),
+                "realizations": s["realizations"],
+            }
+            for g, s in config["grids"]["sets"].items()
+        },
+        "nlls_grid_realizations": config["nlls"]["grid_realizations"],
+        "priors": config["priors"]["parameters"],
+    }
+
+
+def manuscript_figures(wildcards=None):
+    """The figure PDFs the manuscript includes (all workflow outputs)."""
+    figs = [
+        "results/figures/learning_curves.pdf",
+        "results/figures/error_distribution.pdf",
+    ]
+    figs += [
+        f"results/figures/grid_maps_{q}_{g}.pdf"
+        for g in MANUSCRIPT_GRIDS
+        for q in MANUSCRIPT_QUANTITIES
+    ]
+    return figs
