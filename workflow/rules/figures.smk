@@ -8,12 +8,12 @@ rule plot_learning_curves:
     input:
         histories=[f"results/train_network/{n}/history.csv" for n in NETWORKS],
     output:
-        png=report("results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Training"),
+        png=report(
+            "results/figures/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Training",
+        ),
         pdf="results/figures/learning_curves.pdf",
-    params:
-        networks=NETWORKS,
-        dpi=config["figures"]["dpi"],
-        font_scale=config["figures"]["font_scale"],
     log:
         "results/logs/plot_learning_curves/main.log",
     benchmark:
@@ -24,6 +24,10 @@ rule plot_learning_curves:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        networks=NETWORKS,
+        dpi=config["figures"]["dpi"],
+        font_scale=config["figures"]["font_scale"],
     script:
         "../scripts/plot_learning_curves.py"
 
@@ -39,24 +43,24 @@ rule plot_grid_maps:
             subcategory="{grid}",
         ),
         pdf="results/figures/grid_maps_{quantity}_{grid}.pdf",
-    params:
-        dpi=config["figures"]["dpi"],
-        font_scale=config["figures"]["font_scale"],
-        bias_percentile=config["figures"]["bias_percentile"],
-        std_ratio_limit=config["figures"]["std_ratio_limit"],
-    wildcard_constraints:
-        grid=GRID_RE,
-        quantity=MAP_QUANTITIES,
     log:
         "results/logs/plot_grid_maps/{quantity}_{grid}.log",
     benchmark:
         "results/benchmarks/plot_grid_maps/{quantity}_{grid}.tsv"
+    wildcard_constraints:
+        grid=GRID_RE,
+        quantity=MAP_QUANTITIES,
     conda:
         env("evaluate")
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        dpi=config["figures"]["dpi"],
+        font_scale=config["figures"]["font_scale"],
+        bias_percentile=config["figures"]["bias_percentile"],
+        std_ratio_limit=config["figures"]["std_ratio_limit"],
     script:
         "../scripts/plot_grid_maps.py"
 
@@ -65,12 +69,12 @@ rule plot_error_distribution:
     input:
         "results/evaluate_test_set/errors.nc",
     output:
-        png=report("results/figures/error_distribution.png", caption="../report/error_distribution.rst", category="Test set"),
+        png=report(
+            "results/figures/error_distribution.png",
+            caption="../report/error_distribution.rst",
+            category="Test set",
+        ),
         pdf="results/figures/error_distribution.pdf",
-    params:
-        dpi=config["figures"]["dpi"],
-        font_scale=config["figures"]["font_scale"],
-        error_limit=config["figures"]["error_limit"],
     log:
         "results/logs/plot_error_distribution/main.log",
     benchmark:
@@ -81,6 +85,10 @@ rule plot_error_distribution:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        dpi=config["figures"]["dpi"],
+        font_scale=config["figures"]["font_scale"],
+        error_limit=config["figures"]["error_limit"],
     script:
         "../scripts/plot_error_distribution.py"
 
@@ -90,10 +98,12 @@ rule summarize_evaluation:
         grids=[f"results/evaluate_grid/{g}.nc" for g in GRIDS],
         test="results/evaluate_test_set/errors.nc",
     output:
-        csv=report("results/figures/summary_table.csv", caption="../report/summary_table.rst", category="Summary"),
+        csv=report(
+            "results/figures/summary_table.csv",
+            caption="../report/summary_table.rst",
+            category="Summary",
+        ),
         tex="results/figures/summary_table.tex",
-    params:
-        grids=GRIDS,
     log:
         "results/logs/summarize_evaluation/main.log",
     benchmark:
@@ -104,11 +114,21 @@ rule summarize_evaluation:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        grids=GRIDS,
     script:
         "../scripts/summarize_evaluation.py"
 
 
 register_targets(
-    ["results/figures/learning_curves.png", "results/figures/error_distribution.png", "results/figures/summary_table.csv"]
-    + [f"results/figures/grid_maps_{q}_{g}.png" for q in MAP_QUANTITIES.split("|") for g in GRIDS]
+    [
+        "results/figures/learning_curves.png",
+        "results/figures/error_distribution.png",
+        "results/figures/summary_table.csv",
+    ]
+    + [
+        f"results/figures/grid_maps_{q}_{g}.png"
+        for q in MAP_QUANTITIES.split("|")
+        for g in GRIDS
+    ]
 )
