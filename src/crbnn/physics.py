@@ -24,6 +24,7 @@ import torch
 
 from .expm import expm_frechet
 from .r2sl import R2slTable, default_table
+from .recurrence import affine_recurrence, prefix_products
 
 Number = Union[float, int, complex, np.ndarray, torch.Tensor]
 
@@ -262,13 +263,7 @@ def _steady_state(
     u = pf @ (ppulse @ rzpf)  # [S, N, 6, 6]
 
     # ---------------- sweep 1: partial products Phi_n = U_n ... U_2, cycle operator A = U_1 Phi_N
-    phi = torch.empty(s_count, n, 6, 6, dtype=dt, device=device)
-    cur = torch.eye(6, dtype=dt, device=device).expand(s_count, 6, 6).clone()
-    phi[:, 0] = cur
-    for i in range(1, n):
-        cur = u[:, i] @ cur
-        phi[:, i] = cur
-    a = u[:, 0] @ cur
+    phi, a = prefix_products(u)
     eye5 = torch.eye(5, dtype=dt, device=device)
     ia = eye5 - a[:, :5, :5]
     lu, piv = torch.linalg.lu_factor(ia)
@@ -288,13 +283,7 @@ def _steady_state(
     q = _matvec_dirs(dpf, v3) + pf @ inner  # [S, N, 6, K]
 
     # ---------------- sweep 2: tangents with dm_1 = 0, then the fixed-point correction
-    g = torch.empty(s_count, n, 6, k, dtype=dt, device=device)
-    gc = torch.zeros(s_count, 6, k, dtype=dt, device=device)
-    g[:, 0] = gc
-    for i in range(1, n):
-        gc = u[:, i] @ gc + q[:, i]
-        g[:, i] = gc
-    gcycle = u[:, 0] @ gc + q[:, 0]
+    g, gcycle = affine_recurrence(u, q)
     dm1 = torch.zeros(s_count, 6, k, dtype=dt, device=device)
     dm1[:, :5] = torch.linalg.lu_solve(lu, piv, gcycle[:, :5])
     dm = g + phi @ dm1[:, None]
