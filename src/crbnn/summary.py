@@ -307,7 +307,7 @@ def latex_prior_table(priors: Mapping[str, Mapping[str, Any]], digits: int = 3) 
     >>> print(latex_prior_table({"T1": {"dist": "uniform", "low": 0.4, "high": 2.5}}).splitlines()[4])
     T1 & uniform & low 0.4, high 2.5 \\
     """
-    lines = [r"\begin{tabular}{lll}", r"\toprule", r"parameter & distribution & settings \\", r"\midrule"]
+    lines = [r"\begin{tabular}{llp{0.6\linewidth}}", r"\toprule", r"parameter & distribution & settings \\", r"\midrule"]
     for name, spec in priors.items():
         settings = ", ".join(
             f"{latex_escape(k)} {format_value(v, digits)}" for k, v in spec.items() if k != "dist"
