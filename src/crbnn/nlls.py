@@ -155,7 +155,7 @@ def fit_varpro(
     for s in range(0, n, batch_size):
         sl = slice(s, min(s + batch_size, n))
         res = _lm_chunk(model, yy[sl], ((th0[sl] - lo) / scale).clamp(0.0, 1.0), lo, scale,
-                        max_iter=max_iter, ftol=ftol, xtol=xtol, gtol=gtol, lambda0=lambda0)
+                        max_iter=max_iter, ftol=ftol, xtol=xtol, gtol=gtol, lambda0=lambda0, log=log)
         x, m0, cost, cost0, it, conv = res
         out_theta[sl] = (lo + x * scale).numpy()
         out_m0[sl], out_cost[sl], out_cost0[sl] = m0.numpy(), cost.numpy(), cost0.numpy()
@@ -179,6 +179,7 @@ def _lm_chunk(
     xtol: float,
     gtol: float,
     lambda0: float,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Levenberg-Marquardt on one chunk in scaled coordinates x in [0, 1]^P."""
     B, P = x0.shape
@@ -200,10 +201,13 @@ def _lm_chunk(
     conv = cost <= 1e-30 * ynorm
     active = ~conv
     eye = torch.eye(P, dtype=torch.float64)
-    for _ in range(max_iter):
+    t0 = time.perf_counter()
+    for iteration in range(max_iter):
         idx = torch.nonzero(active).squeeze(1)
         if idx.numel() == 0:
             break
+        if log is not None and iteration % 10 == 0:
+            log(f"  LM iteration {iteration}: {idx.numel()}/{B} voxels active, {time.perf_counter() - t0:.1f} s")
         J, r = jac[idx], res[idx]
         A = J.transpose(1, 2) @ J
         grad = (J.transpose(1, 2) @ r[:, :, None]).squeeze(2)
