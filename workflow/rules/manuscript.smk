@@ -1,5 +1,6 @@
 # Stage 7: the headline numbers of the run (results/summary.json), their LaTeX macros and the
 # manuscript PDF built with latexmk from manuscript/ (manuscript.enabled: false skips the PDF).
+# write_macros and build_manuscript are local rules (on a cluster, TeX is on the submit host).
 # Science in crbnn.summary; every number in manuscript/manuscript.tex comes from numbers.tex.
 
 
@@ -42,6 +43,7 @@ rule write_macros:
         "results/logs/write_macros/main.log",
     benchmark:
         "results/benchmarks/write_macros/main.tsv"
+    localrule: True
     conda:
         env("manuscript")
     threads: 1
@@ -77,6 +79,7 @@ rule build_manuscript:
         "results/logs/build_manuscript/main.log",
     benchmark:
         "results/benchmarks/build_manuscript/main.tsv"
+    localrule: True
     conda:
         env("manuscript")
     threads: 1
