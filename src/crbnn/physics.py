@@ -24,7 +24,14 @@ import torch
 
 from .expm import expm_frechet
 from .r2sl import R2slTable, default_table
-from .recurrence import affine_recurrence, prefix_products
+from .recurrence import (
+    affine_recurrence,
+    compose_repetition,
+    corrected_tangents,
+    echo_states,
+    prefix_products,
+    tangent_sources,
+)
 
 Number = Union[float, int, complex, np.ndarray, torch.Tensor]
 
@@ -155,11 +162,6 @@ def _directions_tensor(
     return e
 
 
-def _matvec_dirs(dm: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """[..., 6, K, 6] applied to [..., 6] -> [..., 6, K]."""
-    return torch.einsum("...ikj,...j->...ik", dm, v)
-
-
 def _steady_state(
     alpha: torch.Tensor, trf: torch.Tensor, tr: float, p: dict[str, torch.Tensor], dirs: _Directions, table: R2slTable
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -215,13 +217,11 @@ def _steady_state(
         pf, dpf = expm_frechet(xf.reshape(-1, 6, 6), efp.reshape(-1, 6, k, 6))
         dpf = dpf.reshape(*ushape, 6, k, 6)
         dpf[..., XS, :, :] = 0.0  # xs spoiler Dxs on the left
-        dpf = dpf[:, inv]  # [S, N, 6, K, 6]
     else:
         pf, _ = expm_frechet(xf.reshape(-1, 6, 6))
         dpf = None
-    pf = pf.reshape(*ushape, 6, 6)
+    pf = pf.reshape(*ushape, 6, 6)  # per distinct interval; pulse n uses pf[:, inv[n]]
     pf[..., XS, :] = 0.0
-    pf = pf[:, inv]  # [S, N, 6, 6]
 
     # ---------------- pulse 1: crushed inversion
     theta = p["B1"] * alpha[0]  # [S]
@@ -257,10 +257,8 @@ def _steady_state(
     p1[:, ZF, ZF] = torch.cos(theta)
 
     # ---------------- repetition operators U_n = Pfp Ppulse Rz Pfp
-    rz = torch.tensor([-1.0, -1.0, 1.0, 1.0, 1.0, 1.0], dtype=dt, device=device)
     ppulse = torch.cat([p1[:, None], pp], dim=1)  # [S, N, 6, 6]
-    rzpf = rz[:, None] * pf  # Rz Pfp
-    u = pf @ (ppulse @ rzpf)  # [S, N, 6, 6]
+    u = compose_repetition(pf, inv, ppulse)  # [S, N, 6, 6]
 
     # ---------------- sweep 1: partial products Phi_n = U_n ... U_2, cycle operator A = U_1 Phi_N
     phi, a = prefix_products(u)
@@ -269,24 +267,20 @@ def _steady_state(
     lu, piv = torch.linalg.lu_factor(ia)
     m1 = torch.ones(s_count, 6, dtype=dt, device=device)
     m1[:, :5] = torch.linalg.lu_solve(lu, piv, a[:, :5, 5:6])[..., 0]
-    m = (phi @ m1[:, None, :, None])[..., 0]  # [S, N, 6]
+    m = echo_states(phi, m1)  # [S, N, 6]
     if not k:
         return m, None
 
     # ---------------- sources q_n = dU_n m_{n-1}
     m_prev = torch.cat([m[:, -1:], m[:, :-1]], dim=1)  # m_{n-1}; for n = 1 it is m_N
-    v1 = (pf @ m_prev[..., None])[..., 0]
-    v2 = rz * v1
-    v3 = (ppulse @ v2[..., None])[..., 0]
     dppulse = torch.cat([dp1[:, None], dp], dim=1)  # [S, N, 6, K, 6]
-    inner = _matvec_dirs(dppulse, v2) + ppulse @ (rz[:, None] * _matvec_dirs(dpf, m_prev))
-    q = _matvec_dirs(dpf, v3) + pf @ inner  # [S, N, 6, K]
+    q = tangent_sources(pf, dpf, inv, ppulse, dppulse, m_prev)  # [S, N, 6, K]
 
     # ---------------- sweep 2: tangents with dm_1 = 0, then the fixed-point correction
     g, gcycle = affine_recurrence(u, q)
     dm1 = torch.zeros(s_count, 6, k, dtype=dt, device=device)
     dm1[:, :5] = torch.linalg.lu_solve(lu, piv, gcycle[:, :5])
-    dm = g + phi @ dm1[:, None]
+    dm = corrected_tangents(g, phi, dm1)
     return m, dm
 
 

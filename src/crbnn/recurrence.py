@@ -130,3 +130,177 @@ def affine_recurrence(u: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, t
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     _affine_recurrence_nb(un, qn, g, gc)
     return torch.from_numpy(g), torch.from_numpy(gc)
+
+
+# ----------------------------------------------------------------------------- per-pulse composition
+# U_n = Pfp Ppulse Rz Pfp, the echo states m_n = Phi_n m_1, the tangent sources
+# q_n = dU_n m_{n-1} and the corrected tangents dm_n = g_n + Phi_n dm_1.  Free-precession
+# operators are given once per distinct interval (``pf`` [S, nu, 6, 6], ``dpf`` [S, nu, 6, K, 6])
+# with the index ``inv`` [N] of each pulse's interval.
+
+_RZ = (-1.0, -1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+def _compose_torch(pf, inv, pp):
+    rz = torch.tensor(_RZ, dtype=pp.dtype, device=pp.device)
+    pfn = pf[:, inv]
+    return pfn @ (pp @ (rz[:, None] * pfn))
+
+
+def _sources_torch(pf, dpf, inv, pp, dpp, m_prev):
+    rz = torch.tensor(_RZ, dtype=pp.dtype, device=pp.device)
+    pfn = pf[:, inv]
+    dpfn = dpf[:, inv]
+    mv = lambda dm, v: torch.einsum("...ikj,...j->...ik", dm, v)  # noqa: E731
+    v1 = (pfn @ m_prev[..., None])[..., 0]
+    v2 = rz * v1
+    v3 = (pp @ v2[..., None])[..., 0]
+    inner = mv(dpp, v2) + pp @ (rz[:, None] * mv(dpfn, m_prev))
+    return mv(dpfn, v3) + pfn @ inner
+
+
+if _HAVE_NUMBA:
+
+    @numba.njit(parallel=True, cache=True)
+    def _compose_nb(pf, inv, pp, u):  # pragma: no cover - compiled
+        s_count, n = pp.shape[:2]
+        w = np.empty((s_count, 6, 6))
+        for s in numba.prange(s_count):
+            for t in range(n):
+                f = pf[s, inv[t]]
+                p = pp[s, t]
+                # w = Ppulse Rz Pfp
+                for i in range(6):
+                    for j in range(6):
+                        acc = 0.0
+                        for k in range(6):
+                            rzk = -1.0 if k < 2 else 1.0
+                            acc += p[i, k] * rzk * f[k, j]
+                        w[s, i, j] = acc
+                for i in range(6):
+                    for j in range(6):
+                        acc = 0.0
+                        for k in range(6):
+                            acc += f[i, k] * w[s, k, j]
+                        u[s, t, i, j] = acc
+
+    @numba.njit(parallel=True, cache=True)
+    def _sources_nb(pf, dpf, inv, pp, dpp, m_prev, q):  # pragma: no cover - compiled
+        s_count, n = pp.shape[:2]
+        kk = dpp.shape[3]
+        for s in numba.prange(s_count):
+            v1 = np.empty(6)
+            v2 = np.empty(6)
+            v3 = np.empty(6)
+            a = np.empty((6, kk))
+            b = np.empty((6, kk))
+            for t in range(n):
+                f = pf[s, inv[t]]
+                df = dpf[s, inv[t]]
+                p = pp[s, t]
+                dp = dpp[s, t]
+                m = m_prev[s, t]
+                for i in range(6):
+                    acc = 0.0
+                    for j in range(6):
+                        acc += f[i, j] * m[j]
+                    v1[i] = acc
+                    v2[i] = -acc if i < 2 else acc
+                for i in range(6):
+                    acc = 0.0
+                    for j in range(6):
+                        acc += p[i, j] * v2[j]
+                    v3[i] = acc
+                # a = Rz (dPfp m)
+                for i in range(6):
+                    sg = -1.0 if i < 2 else 1.0
+                    for k in range(kk):
+                        acc = 0.0
+                        for j in range(6):
+                            acc += df[i, k, j] * m[j]
+                        a[i, k] = sg * acc
+                # b = dPpulse v2 + Ppulse a
+                for i in range(6):
+                    for k in range(kk):
+                        acc = 0.0
+                        for j in range(6):
+                            acc += dp[i, k, j] * v2[j] + p[i, j] * a[j, k]
+                        b[i, k] = acc
+                # q = dPfp v3 + Pfp b
+                for i in range(6):
+                    for k in range(kk):
+                        acc = 0.0
+                        for j in range(6):
+                            acc += df[i, k, j] * v3[j] + f[i, j] * b[j, k]
+                        q[s, t, i, k] = acc
+
+    @numba.njit(parallel=True, cache=True)
+    def _states_nb(phi, m1, m):  # pragma: no cover - compiled
+        s_count, n = phi.shape[:2]
+        for s in numba.prange(s_count):
+            for t in range(n):
+                for i in range(6):
+                    acc = 0.0
+                    for j in range(6):
+                        acc += phi[s, t, i, j] * m1[s, j]
+                    m[s, t, i] = acc
+
+    @numba.njit(parallel=True, cache=True)
+    def _correct_nb(g, phi, dm1, dm):  # pragma: no cover - compiled
+        s_count, n, _, kk = g.shape
+        for s in numba.prange(s_count):
+            for t in range(n):
+                for i in range(6):
+                    for k in range(kk):
+                        acc = g[s, t, i, k]
+                        for j in range(6):
+                            acc += phi[s, t, i, j] * dm1[s, j, k]
+                        dm[s, t, i, k] = acc
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.numpy())
+
+
+def _threads() -> None:
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def compose_repetition(pf: torch.Tensor, inv: torch.Tensor, pp: torch.Tensor) -> torch.Tensor:
+    """U_n = Pfp_n Ppulse_n Rz(pi) Pfp_n, [S, N, 6, 6] (Pfp given per distinct interval)."""
+    if not _use_numba(pf, pp):
+        return _compose_torch(pf, inv, pp)
+    _threads()
+    u = np.empty(pp.shape)
+    _compose_nb(_np(pf), _np(inv.to(torch.int64)), _np(pp), u)
+    return torch.from_numpy(u)
+
+
+def tangent_sources(pf, dpf, inv, pp, dpp, m_prev) -> torch.Tensor:
+    """q_n = dU_n m_{n-1} [S, N, 6, K] by the product rule over Pfp, Ppulse, Rz, Pfp."""
+    if not _use_numba(pf, dpf, pp, dpp, m_prev):
+        return _sources_torch(pf, dpf, inv, pp, dpp, m_prev)
+    _threads()
+    q = np.empty((*pp.shape[:3], dpp.shape[3]))
+    _sources_nb(_np(pf), _np(dpf), _np(inv.to(torch.int64)), _np(pp), _np(dpp), _np(m_prev), q)
+    return torch.from_numpy(q)
+
+
+def echo_states(phi: torch.Tensor, m1: torch.Tensor) -> torch.Tensor:
+    """m_n = Phi_n m_1, [S, N, 6]."""
+    if not _use_numba(phi, m1):
+        return (phi @ m1[:, None, :, None])[..., 0]
+    _threads()
+    m = np.empty(phi.shape[:3])
+    _states_nb(_np(phi), _np(m1), m)
+    return torch.from_numpy(m)
+
+
+def corrected_tangents(g: torch.Tensor, phi: torch.Tensor, dm1: torch.Tensor) -> torch.Tensor:
+    """dm_n = g_n + Phi_n dm_1, [S, N, 6, K]."""
+    if not _use_numba(g, phi, dm1):
+        return g + phi @ dm1[:, None]
+    _threads()
+    dm = np.empty(g.shape)
+    _correct_nb(_np(g), _np(phi), _np(dm1), dm)
+    return torch.from_numpy(dm)
