@@ -113,6 +113,7 @@ def fit_varpro(
     gtol: float = 1e-8,
     lambda0: float = 1e-3,
     batch_size: int = 4096,
+    device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Fit y ~ M0 * g(theta) for n voxels at once (batched variable-projection Levenberg-Marquardt).
@@ -134,10 +135,11 @@ def fit_varpro(
     (3.0, [(2-1j)], True)
     """
     t_start = time.perf_counter()
-    yy = torch.as_tensor(np.asarray(y), dtype=torch.complex128)
-    th0 = torch.as_tensor(np.asarray(theta0, dtype=np.float64))
-    lo = torch.as_tensor(np.asarray(lower, dtype=np.float64))
-    hi = torch.as_tensor(np.asarray(upper, dtype=np.float64))
+    dev = torch.device(device)
+    yy = torch.as_tensor(np.asarray(y), dtype=torch.complex128).to(dev)
+    th0 = torch.as_tensor(np.asarray(theta0, dtype=np.float64)).to(dev)
+    lo = torch.as_tensor(np.asarray(lower, dtype=np.float64)).to(dev)
+    hi = torch.as_tensor(np.asarray(upper, dtype=np.float64)).to(dev)
     if yy.ndim != 2 or th0.ndim != 2 or th0.shape[0] != yy.shape[0]:
         raise ValueError(f"need y [n, R] and theta0 [n, P]; got {tuple(yy.shape)}, {tuple(th0.shape)}")
     P = th0.shape[1]
@@ -157,9 +159,9 @@ def fit_varpro(
         res = _lm_chunk(model, yy[sl], ((th0[sl] - lo) / scale).clamp(0.0, 1.0), lo, scale,
                         max_iter=max_iter, ftol=ftol, xtol=xtol, gtol=gtol, lambda0=lambda0, log=log)
         x, m0, cost, cost0, it, conv = res
-        out_theta[sl] = (lo + x * scale).numpy()
-        out_m0[sl], out_cost[sl], out_cost0[sl] = m0.numpy(), cost.numpy(), cost0.numpy()
-        out_it[sl], out_conv[sl] = it.numpy(), conv.numpy()
+        out_theta[sl] = (lo + x * scale).cpu().numpy()
+        out_m0[sl], out_cost[sl], out_cost0[sl] = m0.cpu().numpy(), cost.cpu().numpy(), cost0.cpu().numpy()
+        out_it[sl], out_conv[sl] = it.cpu().numpy(), conv.cpu().numpy()
         if log is not None:
             log(f"NLLS voxels {sl.start}-{sl.stop - 1}: {int(conv.sum())}/{len(conv)} converged, "
                 f"median iterations {float(it.median()):.0f}, {time.perf_counter() - t_start:.1f} s")
@@ -194,13 +196,14 @@ def _lm_chunk(
     cost, m0, jac, res = evaluate(x, y)
     cost0 = cost.clone()
     ynorm = (y.conj() * y).real.sum(-1)
-    lam = torch.full((B,), lambda0, dtype=torch.float64)
-    nu = torch.full((B,), 2.0, dtype=torch.float64)
-    dmax = torch.zeros(B, P, dtype=torch.float64)
-    it = torch.zeros(B, dtype=torch.int64)
+    dev = x0.device
+    lam = torch.full((B,), lambda0, dtype=torch.float64, device=dev)
+    nu = torch.full((B,), 2.0, dtype=torch.float64, device=dev)
+    dmax = torch.zeros(B, P, dtype=torch.float64, device=dev)
+    it = torch.zeros(B, dtype=torch.int64, device=dev)
     conv = cost <= 1e-30 * ynorm
     active = ~conv
-    eye = torch.eye(P, dtype=torch.float64)
+    eye = torch.eye(P, dtype=torch.float64, device=dev)
     t0 = time.perf_counter()
     for iteration in range(max_iter):
         idx = torch.nonzero(active).squeeze(1)
@@ -285,6 +288,7 @@ class PaperModel:
         fixed: Mapping[str, float] | None = None,
         r2sl: Any = None,
         max_batch: int = 1024,
+        device: str | torch.device = "cpu",
     ) -> None:
         fixed = dict(fixed or {})
         unknown = [p for p in fit if p not in FIT_PARAMETERS]
@@ -293,10 +297,11 @@ class PaperModel:
             raise ValueError(f"PaperModel: unknown fitted parameters {unknown}, no value for {missing}")
         self.fit = tuple(fit)
         self.fixed = {p: float(fixed[p]) for p in FIT_PARAMETERS if p not in fit}
-        self.alpha = torch.as_tensor(np.asarray(sequence.alpha, dtype=np.float64))
-        self.trf = torch.as_tensor(np.asarray(sequence.trf, dtype=np.float64))
+        self.device = torch.device(device)
+        self.alpha = torch.as_tensor(np.asarray(sequence.alpha, dtype=np.float64)).to(self.device)
+        self.trf = torch.as_tensor(np.asarray(sequence.trf, dtype=np.float64)).to(self.device)
         self.tr = float(sequence.tr)
-        self.u = torch.as_tensor(np.asarray(basis_u, dtype=np.complex128))
+        self.u = torch.as_tensor(np.asarray(basis_u, dtype=np.complex128)).to(self.device)
         self.r2sl = r2sl
         self.max_batch = int(max_batch)
         self.n_signals = 0  # simulated signals (for timing reports)
@@ -304,17 +309,17 @@ class PaperModel:
     def params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Physics parameter dict (M0 = 1) from theta [B, P]."""
         B = theta.shape[0]
-        p: dict[str, torch.Tensor] = {"M0": torch.ones(B, dtype=torch.complex128)}
+        p: dict[str, torch.Tensor] = {"M0": torch.ones(B, dtype=torch.complex128, device=theta.device)}
         for j, name in enumerate(self.fit):
             p[name] = theta[:, j]
         for name, v in self.fixed.items():
-            p[name] = torch.full((B,), v, dtype=torch.float64)
+            p[name] = torch.full((B,), v, dtype=torch.float64, device=theta.device)
         return p
 
     def __call__(self, theta: torch.Tensor, jacobian: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         from crbnn.physics import simulate_paper
 
-        theta = torch.as_tensor(theta, dtype=torch.float64)
+        theta = torch.as_tensor(theta, dtype=torch.float64).to(self.device)
         gs, dgs = [], []
         for s in range(0, theta.shape[0], self.max_batch):
             th = theta[s:s + self.max_batch]
@@ -350,7 +355,7 @@ def dictionary_start(
     for j, p in enumerate(names):
         atoms[:, j] = grids[ax_names.index(p)].reshape(-1) if p in ax_names else float(nominal[p])
     g, _ = model(torch.as_tensor(atoms), jacobian=False)
-    g = g.numpy()
+    g = g.cpu().numpy()
     g = g / np.linalg.norm(g, axis=1, keepdims=True).clip(1e-300)
     best = np.empty(len(yy), dtype=np.int64)
     for s in range(0, len(yy), 65536):
@@ -375,6 +380,7 @@ def fit_nlls(
     batch_size: int = 1024,
     threads: int | None = None,
     r2sl: Any = None,
+    device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Fit the paper's model to subspace coefficients (one row per voxel); the workflow's NLLS.
@@ -394,6 +400,8 @@ def fit_nlls(
     dictionary : ``{name: values}`` axes of the coarse dictionary used when ``start`` is None.
     batch_size : voxels per LM chunk (one physics call per iteration per chunk).
     threads : torch intra-op threads for the fit (None: leave as is).
+    device : torch device of the model evaluations and the LM algebra ("cpu" or "cuda"; the
+        physics must support it); results are returned as NumPy arrays.
 
     Returns a :class:`FitResult` with ``theta`` columns ``fit`` and the complex ``M0`` in the
     units of ``coefficients``.
@@ -410,7 +418,7 @@ def fit_nlls(
         raise ValueError(f"fit_nlls: no bounds for {missing}")
     lower = np.array([float(bounds[p][0]) for p in fit])
     upper = np.array([float(bounds[p][1]) for p in fit])
-    model = PaperModel(sequence, basis_u, fit=fit, fixed=nominal, r2sl=r2sl, max_batch=batch_size)
+    model = PaperModel(sequence, basis_u, fit=fit, fixed=nominal, r2sl=r2sl, max_batch=batch_size, device=device)
     valid = np.any(y != 0, axis=1) & np.all(np.isfinite(y), axis=1)
     yv = y[valid]
     n = len(y)
@@ -427,7 +435,7 @@ def fit_nlls(
         theta0 = np.asarray(start, dtype=np.float64)[valid]
     theta0 = np.clip(np.nan_to_num(theta0, nan=0.0), lower, upper)
     res = fit_varpro(model, yv, theta0, lower, upper, names=fit, max_iter=max_iter, ftol=ftol,
-                     xtol=xtol, gtol=gtol, batch_size=batch_size, log=log)
+                     xtol=xtol, gtol=gtol, batch_size=batch_size, device=device, log=log)
 
     def expand(a: NDArray[Any], fill: Any) -> NDArray[Any]:
         out = np.full((n, *a.shape[1:]), fill, dtype=a.dtype)
