@@ -51,6 +51,7 @@ rule fit_nlls_grid:
     threads: config["nlls"]["threads"]
     resources:
         mem_mb=4000,
+        gpu=gpu_request,
         runtime=240,
     params:
         realizations=lookup(dpath="grids/sets/{grid}/realizations", within=config),
@@ -60,6 +61,7 @@ rule fit_nlls_grid:
         seed=grid_seed,
         priors=config["priors"]["parameters"],
         nlls=config["nlls"],
+        device=config["compute"]["device"],
     script:
         "../scripts/fit_nlls_grid.py"
 
@@ -112,6 +114,7 @@ rule evaluate_test_set:
     threads: config["nlls"]["threads"]
     resources:
         mem_mb=4000,
+        gpu=gpu_request,
         runtime=240,
     params:
         estimators=ESTIMATORS,
@@ -124,6 +127,7 @@ rule evaluate_test_set:
         batch_size=config["evaluate"]["batch_size"],
         priors=config["priors"]["parameters"],
         nlls=config["nlls"],
+        device=config["compute"]["device"],
     script:
         "../scripts/evaluate_test_set.py"
 

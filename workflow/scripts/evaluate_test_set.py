@@ -2,7 +2,7 @@
 
 from crbnn.basis import load_basis
 from crbnn.dataset import read_dataset
-from crbnn.devices import set_threads
+from crbnn.devices import resolve_device, set_threads
 from crbnn.evaluation import network_estimator, noisy_test_set, normalized_test_errors, write_netcdf
 from crbnn.logging_utils import setup_logging
 from crbnn.nlls import bounds_from_priors, dictionary_axes, fit_nlls
@@ -31,7 +31,7 @@ def main(snakemake):
                 res = fit_nlls(yy, seq, basis.u, bounds=bounds, nominal=n["nominal"], fit=n["fit"],
                                dictionary=dictionary_axes(n["dictionary"]), max_iter=n["max_iter"],
                                ftol=n["ftol"], xtol=n["xtol"], batch_size=n["batch_size"], r2sl=r2sl,
-                               log=log.info)
+                               device=resolve_device(p.device), log=log.info)
                 return res.get(estimated)
 
             estimators[name] = (nlls_estimate, p.nlls_samples)

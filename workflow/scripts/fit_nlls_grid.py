@@ -9,7 +9,7 @@ import numpy as np
 
 from crbnn.basis import load_basis
 from crbnn.dataset import read_dataset, read_parameter_table
-from crbnn.devices import set_threads
+from crbnn.devices import resolve_device, set_threads
 from crbnn.evaluation import grid_subset
 from crbnn.grids import read_axes
 from crbnn.io import sha256_arrays, write_h5
@@ -35,7 +35,8 @@ def main(snakemake):
     res = fit_nlls(y, seq, basis.u, bounds=bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"]),
                    nominal=n["nominal"], fit=n["fit"], dictionary=dictionary_axes(n["dictionary"]),
                    max_iter=n["max_iter"], ftol=n["ftol"], xtol=n["xtol"], batch_size=n["batch_size"],
-                   r2sl=R2slTable.load(snakemake.input.r2sl), log=log.info)
+                   r2sl=R2slTable.load(snakemake.input.r2sl),
+                   device=resolve_device(p.device), log=log.info)
     estimated = list(attrs["estimated"])
     write_h5(
         snakemake.output[0],
