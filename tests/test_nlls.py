@@ -135,3 +135,6 @@ def test_noise_free_recovery_physics(tmp_path):
     rel = np.abs(res.theta - truth) / np.maximum(np.abs(truth), np.abs(truth).max(axis=0) * 1e-3)
     assert rel.max() < 1e-5, (rel, res.iterations)
     np.testing.assert_allclose(res.M0, m0, rtol=1e-5)
+    # the same fits in two worker processes (one voxel each) give the same answers
+    par = nlls.fit_nlls(y, seq, u, bounds=bounds, nominal=nominal, start=start, threads=1, workers=2)
+    np.testing.assert_allclose(par.theta, res.theta, rtol=1e-9)

@@ -13,6 +13,8 @@ from crbnn.sequence import load_sequence
 def main(snakemake):
     log = setup_logging(snakemake.log)
     set_threads(snakemake.threads)
+    device = resolve_device(snakemake.params.device)
+    workers = snakemake.threads if device.type == "cpu" else 1  # processes scale, torch threads do not
     p, n = snakemake.params, snakemake.params.nlls
     data, attrs = read_dataset(snakemake.input.test, ["parameters", "coefficients", "crb"])
     m = min(int(p.samples), data["coefficients"].shape[0])
@@ -31,7 +33,7 @@ def main(snakemake):
                 res = fit_nlls(yy, seq, basis.u, bounds=bounds, nominal=n["nominal"], fit=n["fit"],
                                dictionary=dictionary_axes(n["dictionary"]), max_iter=n["max_iter"],
                                ftol=n["ftol"], xtol=n["xtol"], batch_size=n["batch_size"], r2sl=r2sl,
-                               device=resolve_device(p.device), log=log.info)
+                               device=device, workers=workers, log=log.info)
                 return res.get(estimated)
 
             estimators[name] = (nlls_estimate, p.nlls_samples)

@@ -22,6 +22,8 @@ from crbnn.sequence import load_sequence
 def main(snakemake):
     log = setup_logging(snakemake.log)
     set_threads(snakemake.threads)
+    device = resolve_device(snakemake.params.device)
+    workers = snakemake.threads if device.type == "cpu" else 1  # processes scale, torch threads do not
     p, n = snakemake.params, snakemake.params.nlls
     seq = load_sequence(snakemake.input.sequence)
     basis = load_basis(snakemake.input.basis)
@@ -36,7 +38,7 @@ def main(snakemake):
                    nominal=n["nominal"], fit=n["fit"], dictionary=dictionary_axes(n["dictionary"]),
                    max_iter=n["max_iter"], ftol=n["ftol"], xtol=n["xtol"], batch_size=n["batch_size"],
                    r2sl=R2slTable.load(snakemake.input.r2sl),
-                   device=resolve_device(p.device), log=log.info)
+                   device=device, workers=workers, log=log.info)
     estimated = list(attrs["estimated"])
     write_h5(
         snakemake.output[0],
