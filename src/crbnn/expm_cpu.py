@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import torch
-from numba import njit, prange
 
+from ._numba_setup import numba
 from .expm import THETA13, expm_frechet
+
+njit = numba.njit
+prange = numba.prange
 
 __all__ = ["expm_frechet_cpu", "BLOCK"]
 

@@ -22,7 +22,8 @@ from typing import Union
 import numpy as np
 import torch
 
-from .expm import expm_frechet
+from .expm import expm_frechet as _expm_frechet_torch
+from .expm_cpu import expm_frechet_cpu
 from .r2sl import R2slTable, default_table
 from .recurrence import (
     affine_recurrence,
@@ -49,6 +50,13 @@ XF, YF, ZF, XS, ZS, C = range(6)
 
 # Elementary directions: dH/d(elementary) as lists of (row, col, factor-name) entries.
 _ELEMENTARY = ("m0s", "R1f", "R1s", "R2f", "Rex", "omega0", "B1w", "R2sl")
+
+
+def expm_frechet(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """exp(a) and Frechet derivatives: the numba kernel on the CPU, the torch code on a GPU."""
+    if a.device.type == "cpu":
+        return expm_frechet_cpu(a, e)
+    return _expm_frechet_torch(a, e)
 
 
 def _as_tensor(x: Number, device: torch.device | None = None) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 try:  # numba is a pinned dependency; the torch path keeps the library usable without it
-    import numba
+    from ._numba_setup import numba
 
     _HAVE_NUMBA = True
 except ImportError:  # pragma: no cover
