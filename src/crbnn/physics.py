@@ -191,22 +191,38 @@ def _steady_state(
             c2["R2sl"] = c2.pop("R2sl_dT2s", 0.0) * dr_dt2s + c2.pop("R2sl_dB1", 0.0) * dr_db1
         dirs_pulse.add({kk: (vv[:, None] if isinstance(vv, torch.Tensor) and vv.ndim == 1 else vv) for kk, vv in c2.items()})
 
-    # ---------------- balanced pulses 2..N
-    shape = (s_count, n - 1)
-    t_p = trf[None, 1:]
-    ent = _hamiltonian_entries(ps, w1[:, 1:], r2sl[:, 1:])
+    # ---------------- all pulses in one batch; pulse 1 (crushed inversion) is patched afterwards:
+    # its generator keeps only the semi-solid block [[-R2sl, B1 w1], [-B1 w1, 0]] (saturation
+    # without relaxation or exchange) and its free-pool part is the instantaneous rotation.
+    shape = (s_count, n)
+    t_p = trf[None, :]
+    ent = _hamiltonian_entries(ps, w1, r2sl)
     x = _build(shape, {key: (v * t_p).expand(shape) for key, v in ent.items()}, dt, device)
-    dp = None
+    keep = torch.zeros(6, 6, dtype=dt, device=device)
+    keep[XS, XS] = keep[XS, ZS] = keep[ZS, XS] = 1.0
+    x[:, 0] *= keep
     if k:
-        coefs = _Directions()
-        for combo in dirs_pulse.coef:
-            coefs.add({kk: (vv[:, 1:] if isinstance(vv, torch.Tensor) and vv.ndim == 2 and vv.shape[1] == n else vv) for kk, vv in combo.items()})
-        e = _directions_tensor(coefs, ps, w1[:, 1:], t_p, shape, _ELEMENTARY, device)
+        e = _directions_tensor(dirs_pulse, ps, w1, t_p, shape, _ELEMENTARY, device)
+        e[:, 0] *= keep[:, None, :]
         pp, dp = expm_frechet(x.reshape(-1, 6, 6), e.reshape(-1, 6, k, 6))
         dp = dp.reshape(*shape, 6, k, 6)
     else:
         pp, _ = expm_frechet(x.reshape(-1, 6, 6))
+        dp = None
     pp = pp.reshape(*shape, 6, 6)
+    theta = p["B1"] * alpha[0]  # [S] flip angle of the inversion
+    sin2 = torch.sin(theta / 2) ** 2
+    pp[:, 0, XF, XF] = sin2
+    pp[:, 0, YF, YF] = -sin2
+    pp[:, 0, ZF, ZF] = torch.cos(theta)
+    if k:
+        for d, combo in enumerate(dirs_pulse.coef):
+            cw = combo.get("B1w", 0.0)
+            cw = cw[:, 0] if isinstance(cw, torch.Tensor) and cw.ndim == 2 else cw
+            dtheta = cw * alpha[0]
+            dp[:, 0, XF, d, XF] = 0.5 * torch.sin(theta) * dtheta
+            dp[:, 0, YF, d, YF] = -0.5 * torch.sin(theta) * dtheta
+            dp[:, 0, ZF, d, ZF] = -torch.sin(theta) * dtheta
 
     # ---------------- free precession, once per distinct interval
     tfp_all = torch.cat([torch.full((1,), tr / 2, dtype=dt, device=device), (tr - trf[1:]) / 2])
@@ -231,42 +247,8 @@ def _steady_state(
     pf = pf.reshape(*ushape, 6, 6)  # per distinct interval; pulse n uses pf[:, inv[n]]
     pf[..., XS, :] = 0.0
 
-    # ---------------- pulse 1: crushed inversion
-    theta = p["B1"] * alpha[0]  # [S]
-    x1 = torch.zeros(s_count, 6, 6, dtype=dt, device=device)
-    t1 = trf[0]
-    x1[:, XS, XS] = -r2sl[:, 0] * t1
-    x1[:, XS, ZS] = p["B1"] * w1[0, 0] * t1
-    x1[:, ZS, XS] = -p["B1"] * w1[0, 0] * t1
-    sin2 = torch.sin(theta / 2) ** 2
-    if k:
-        e1 = torch.zeros(s_count, 6, k, 6, dtype=dt, device=device)
-        dfree = torch.zeros(s_count, 3, k, dtype=dt, device=device)
-        for d, combo in enumerate(dirs_pulse.coef):
-            cw = combo.get("B1w", 0.0)
-            cr = combo.get("R2sl", 0.0)
-            cw = cw[:, 0] if isinstance(cw, torch.Tensor) and cw.ndim == 2 else cw
-            cr = cr[:, 0] if isinstance(cr, torch.Tensor) and cr.ndim == 2 else cr
-            e1[:, XS, d, ZS] = cw * w1[0, 0] * t1
-            e1[:, ZS, d, XS] = -cw * w1[0, 0] * t1
-            e1[:, XS, d, XS] = -cr * t1
-            dtheta = cw * alpha[0]
-            dfree[:, 0, d] = 0.5 * torch.sin(theta) * dtheta
-            dfree[:, 1, d] = -0.5 * torch.sin(theta) * dtheta
-            dfree[:, 2, d] = -torch.sin(theta) * dtheta
-        p1, dp1 = expm_frechet(x1, e1)
-        for i in range(3):
-            dp1[:, i, :, i] = dfree[:, i, :]
-    else:
-        p1, _ = expm_frechet(x1)
-        dp1 = None
-    p1[:, XF, XF] = sin2
-    p1[:, YF, YF] = -sin2
-    p1[:, ZF, ZF] = torch.cos(theta)
-
     # ---------------- repetition operators U_n = Pfp Ppulse Rz Pfp
-    ppulse = torch.cat([p1[:, None], pp], dim=1)  # [S, N, 6, 6]
-    u = compose_repetition(pf, inv, ppulse)  # [S, N, 6, 6]
+    u = compose_repetition(pf, inv, pp)  # [S, N, 6, 6]
 
     # ---------------- sweep 1: partial products Phi_n = U_n ... U_2, cycle operator A = U_1 Phi_N
     phi, a = prefix_products(u)
@@ -280,9 +262,7 @@ def _steady_state(
         return m, None
 
     # ---------------- sources q_n = dU_n m_{n-1}
-    m_prev = torch.cat([m[:, -1:], m[:, :-1]], dim=1)  # m_{n-1}; for n = 1 it is m_N
-    dppulse = torch.cat([dp1[:, None], dp], dim=1)  # [S, N, 6, K, 6]
-    q = tangent_sources(pf, dpf, inv, ppulse, dppulse, m_prev)  # [S, N, 6, K]
+    q = tangent_sources(pf, dpf, inv, pp, dp, m)  # [S, N, 6, K]
 
     # ---------------- sweep 2: tangents with dm_1 = 0, then the fixed-point correction
     g, gcycle = affine_recurrence(u, q)

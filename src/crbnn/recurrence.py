@@ -147,7 +147,8 @@ def _compose_torch(pf, inv, pp):
     return pfn @ (pp @ (rz[:, None] * pfn))
 
 
-def _sources_torch(pf, dpf, inv, pp, dpp, m_prev):
+def _sources_torch(pf, dpf, inv, pp, dpp, m):
+    m_prev = torch.cat([m[:, -1:], m[:, :-1]], dim=1)  # m_{n-1}; for n = 1 it is m_N
     rz = torch.tensor(_RZ, dtype=pp.dtype, device=pp.device)
     pfn = pf[:, inv]
     dpfn = dpf[:, inv]
@@ -185,7 +186,7 @@ if _HAVE_NUMBA:
                         u[s, t, i, j] = acc
 
     @numba.njit(parallel=True, cache=True)
-    def _sources_nb(pf, dpf, inv, pp, dpp, m_prev, q):  # pragma: no cover - compiled
+    def _sources_nb(pf, dpf, inv, pp, dpp, mstates, q):  # pragma: no cover - compiled
         s_count, n = pp.shape[:2]
         kk = dpp.shape[3]
         for s in numba.prange(s_count):
@@ -199,7 +200,7 @@ if _HAVE_NUMBA:
                 df = dpf[s, inv[t]]
                 p = pp[s, t]
                 dp = dpp[s, t]
-                m = m_prev[s, t]
+                m = mstates[s, t - 1] if t > 0 else mstates[s, n - 1]
                 for i in range(6):
                     acc = 0.0
                     for j in range(6):
@@ -276,13 +277,13 @@ def compose_repetition(pf: torch.Tensor, inv: torch.Tensor, pp: torch.Tensor) ->
     return torch.from_numpy(u)
 
 
-def tangent_sources(pf, dpf, inv, pp, dpp, m_prev) -> torch.Tensor:
-    """q_n = dU_n m_{n-1} [S, N, 6, K] by the product rule over Pfp, Ppulse, Rz, Pfp."""
-    if not _use_numba(pf, dpf, pp, dpp, m_prev):
-        return _sources_torch(pf, dpf, inv, pp, dpp, m_prev)
+def tangent_sources(pf, dpf, inv, pp, dpp, m) -> torch.Tensor:
+    """q_n = dU_n m_{n-1} [S, N, 6, K] (m_0 = m_N) by the product rule over Pfp, Ppulse, Rz, Pfp."""
+    if not _use_numba(pf, dpf, pp, dpp, m):
+        return _sources_torch(pf, dpf, inv, pp, dpp, m)
     _threads()
     q = np.empty((*pp.shape[:3], dpp.shape[3]))
-    _sources_nb(_np(pf), _np(dpf), _np(inv.to(torch.int64)), _np(pp), _np(dpp), _np(m_prev), q)
+    _sources_nb(_np(pf), _np(dpf), _np(inv.to(torch.int64)), _np(pp), _np(dpp), _np(m), q)
     return torch.from_numpy(q)
 
 
