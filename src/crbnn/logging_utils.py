@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,3 +69,15 @@ class ScriptArgs:
         self.wildcards = self._NS(wildcards or {})
         self.log = log or []
         self.threads = threads
+
+
+def prepend_pythonpath(path: str | os.PathLike) -> None:
+    """Put ``path`` first on ``PYTHONPATH`` of this process and its children (idempotent).
+
+    The workflow calls it with the repository's ``src/`` so that jobs running in conda
+    environments (which hold third-party packages only) import this checkout's ``crbnn``.
+    """
+    entry = str(path)
+    current = os.environ.get("PYTHONPATH", "")
+    if entry not in current.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (entry, current) if p)

@@ -1,7 +1,6 @@
 # Shared helpers of the workflow: config validation, the target registry and input functions.
 # Python helpers live here only; rules stay declarative (no lambdas).
 
-import os
 import re
 from pathlib import Path
 
@@ -9,17 +8,14 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from crbnn.inputs import INPUTS
+from crbnn.logging_utils import prepend_pythonpath
 from crbnn.sampling import derive_seed
 
 SCHEMA_DIR = Path(workflow.basedir) / "workflow" / "schemas"
 ENVS = Path(workflow.basedir) / "envs"
 
 # Jobs in conda environments (envs/*.yaml hold third-party packages only) import crbnn from src/.
-_SRC = str(Path(workflow.basedir) / "src")
-if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (_SRC, os.environ.get("PYTHONPATH")) if p
-    )
+prepend_pythonpath(Path(workflow.basedir) / "src")
 
 
 # ----------------------------------------------------------------------------- validation

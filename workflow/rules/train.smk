@@ -3,21 +3,8 @@
 # workflow/schemas/train.schema.yaml for every setting.  Checkpoints go to the undeclared folder
 # results/train_network/<loss>/checkpoints/ so that a killed job resumes where it stopped.
 
-TRAIN_LOSSES = "mse|crb|bias_reduced"
 
-
-def train_settings(wildcards):
-    """Flat crbnn.training.TrainSettings dict of one loss (only the config keys that loss uses)."""
-    from crbnn.training import settings_for_loss
-
-    return settings_for_loss(config["train"], wildcards.loss)
-
-
-def train_init(wildcards):
-    """The crb network that bias_reduced fine-tunes (train.bias_reduced.init_from_crb), else nothing."""
-    if wildcards.loss == "bias_reduced" and config["train"]["bias_reduced"]["init_from_crb"]:
-        return {"init": "results/train_network/crb/model.pt"}
-    return {}
+include: "train_common.smk"
 
 
 rule train_network:
