@@ -7,6 +7,8 @@ One session-scoped fixture, ``e2e_run``, runs the workflow once (inputs from the
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import h5py
@@ -20,31 +22,33 @@ from crbnn.sequence import load_sequence
 from workflow_helpers import REPO, run_snakemake
 
 pytestmark = pytest.mark.e2e
+#: recorded from a run of config/test.yaml (coarse R2sl grid of that config); a change means the
+#: sampled parameters, the physics or the basis changed
+EXPECTED_CRB_M0S_TEST0 = 7051.71864344315
 TEST_CONFIG = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
 
-#: Targets of the session's end-to-end run (paths relative to its working directory).
-E2E_TARGETS = [
-    "resources/sequence.h5",
-    "resources/basis.h5",
-    "resources/r2sl.h5",
-    "resources/invivo/coefficients.nii.gz",
-    "resources/invivo/mask.nii.gz",
-    "results/simulate_dataset/train.h5",
-    "results/simulate_dataset/val.h5",
-    "results/simulate_dataset/test.h5",
-]
+#: Targets of the session's end-to-end run: the whole DAG (rule all), manuscript included.
+E2E_TARGETS: list[str] = []
 
 
 @pytest.fixture(scope="session")
 def e2e_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    """Run the workflow once on config/test.yaml with inputs from ``data_dir``; return its directory."""
-    work = tmp_path_factory.mktemp("e2e")
+    """Run the workflow once on config/test.yaml with inputs from ``data_dir``; return its directory.
+
+    ``CRBNN_E2E_DIR`` names a directory to run in (CI keeps it to build the HTML report from it);
+    otherwise a temporary one.  A second invocation in the same directory must have nothing to do.
+    """
+    env_dir = os.environ.get("CRBNN_E2E_DIR")
+    work = Path(env_dir) if env_dir else tmp_path_factory.mktemp("e2e")
+    work.mkdir(parents=True, exist_ok=True)
     overlay = work / "overlay.yaml"
     overlay.write_text(f"inputs:\n  data_dir: {str(data_dir)!r}\n")
     config = [str(REPO / "config" / "test.yaml"), str(overlay)]
-    proc = run_snakemake(work, "--cores", "2", "--configfile", *config, "--show-failed-logs", *E2E_TARGETS)
+    proc = run_snakemake(work, "--cores", "2", *E2E_TARGETS, "--configfile", *config, "--show-failed-logs")
     if proc.returncode != 0:
         pytest.fail(f"workflow failed (exit {proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-10000:]}")
+    again = run_snakemake(work, "--cores", "2", "-n", *E2E_TARGETS, "--configfile", *config)
+    assert "Nothing to be done" in again.stdout + again.stderr, "a second run of a complete workflow must do nothing"
     return work
 
 
@@ -91,3 +95,41 @@ def test_logs_and_benchmarks(e2e_run: Path) -> None:
     for rule in ("build_sequence", "build_basis", "sample_parameters", "simulate_shard", "merge_shards"):
         assert any((e2e_run / "results" / "logs" / rule).rglob("*.log")), rule
         assert any((e2e_run / "results" / "benchmarks" / rule).rglob("*.tsv")), rule
+
+
+def test_training_outputs(e2e_run: Path) -> None:
+    for loss in TEST_CONFIG["train"]["losses"]:
+        hist = (e2e_run / "results" / "train_network" / loss / "history.csv").read_text().splitlines()
+        assert len(hist) >= 2 and "epoch" in hist[0]
+        assert (e2e_run / "results" / "train_network" / loss / "model.pt").stat().st_size > 0
+        metrics = json.loads((e2e_run / "results" / "evaluate_network" / f"{loss}.json").read_text())
+        assert np.isfinite(metrics["crb_loss_mean"]) and set(metrics["crb_loss"]) == set(TEST_CONFIG["model"]["estimated"])
+
+
+def test_evaluation_and_figures(e2e_run: Path) -> None:
+    import xarray as xr
+
+    for grid in TEST_CONFIG["grids"]["sets"]:
+        ds = xr.open_dataset(e2e_run / "results" / "evaluate_grid" / f"{grid}.nc", engine="h5netcdf")
+        assert "nlls" in [str(e) for e in ds["estimator"].values]
+        ds.close()
+    figs = {p.name for p in (e2e_run / "results" / "figures").glob("*.pdf")}
+    assert any(f.startswith("learning_curves") for f in figs), figs
+    assert any(f.startswith("grid_maps_bias") for f in figs), figs
+    assert (e2e_run / "results" / "figures" / "summary_table.csv").exists()
+
+
+def test_images_and_manuscript(e2e_run: Path) -> None:
+    maps = list((e2e_run / "results" / "images").rglob("*.nii.gz"))
+    assert maps, "no NIfTI maps"
+    summary = json.loads((e2e_run / "results" / "summary.json").read_text())
+    assert set(TEST_CONFIG["train"]["losses"]) <= set(summary["networks"])
+    if TEST_CONFIG.get("manuscript", {}).get("enabled", True):
+        pdf = e2e_run / "results" / "manuscript" / "manuscript.pdf"
+        assert pdf.read_bytes()[:4] == b"%PDF"
+
+
+def test_regression_number(e2e_run: Path) -> None:
+    """One expected number: the CRB of m0s of the first test sample (seeded prior, physics, basis)."""
+    data, _ = read_dataset(e2e_run / "results" / "simulate_dataset" / "test.h5")
+    assert data["crb"][0, 0] == pytest.approx(EXPECTED_CRB_M0S_TEST0, rel=1e-6)

@@ -322,6 +322,29 @@ def _run(
     return signal, None
 
 
+def _assemble(
+    sig1: torch.Tensor, jac1: torch.Tensor | None, m0: torch.Tensor, wrt: Sequence[str],
+    m0_columns: Mapping[str, complex], shape: tuple[int, ...],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scale the M0 = 1 signal [S, N] and derivatives [S, N, K] by M0 and order the Jacobian as ``wrt``.
+
+    ``m0_columns`` maps the names of derivatives by M0 itself to their factor (ds/dM0 = factor s1).
+    """
+    m0 = m0[:, None]
+    signal = (m0 * sig1).reshape(*shape, -1)
+    if not wrt:
+        return signal, None
+    cols = []
+    d = 0
+    for nm in wrt:
+        if nm in m0_columns:
+            cols.append(m0_columns[nm] * sig1)
+        else:
+            cols.append(m0 * jac1[..., d])
+            d += 1
+    return signal, torch.stack(cols, dim=-1).reshape(*shape, sig1.shape[-1], len(wrt))
+
+
 def _prepare(alpha, trf, tr, device):
     alpha_t = _as_tensor(alpha, device).reshape(-1)
     trf_t = _as_tensor(trf, device).reshape(-1)
@@ -378,20 +401,7 @@ def simulate(
             dirs.add({nm: 1.0})
     core = {nm: v for nm, v in p.items() if nm != "M0"}
     sig1, jac1 = _run(alpha_t, trf_t, tr, core, dirs, table, chunk)
-    m0 = p["M0"][:, None]
-    signal = m0 * sig1
-    if not wrt:
-        return signal.reshape(*shape, -1), None
-    cols = []
-    d = 0
-    for nm in wrt:
-        if nm == "M0":
-            cols.append(sig1)
-        else:
-            cols.append(m0 * jac1[..., d])
-            d += 1
-    jac = torch.stack(cols, dim=-1)
-    return signal.reshape(*shape, -1), jac.reshape(*shape, alpha_t.shape[0], len(wrt))
+    return _assemble(sig1, jac1, p["M0"], wrt, {"M0": 1.0}, shape)
 
 
 def simulate_paper(
@@ -450,19 +460,4 @@ def simulate_paper(
         else:
             dirs.add({nm: 1.0})
     sig1, jac1 = _run(alpha_t, trf_t, tr, core, dirs, table, chunk)
-    m0c = m0[:, None]
-    signal = m0c * sig1
-    if not wrt:
-        return signal.reshape(*shape, -1), None
-    cols = []
-    d = 0
-    for nm in wrt:
-        if nm == "M0_re":
-            cols.append(sig1)
-        elif nm == "M0_im":
-            cols.append(1j * sig1)
-        else:
-            cols.append(m0c * jac1[..., d])
-            d += 1
-    jac = torch.stack(cols, dim=-1)
-    return signal.reshape(*shape, -1), jac.reshape(*shape, alpha_t.shape[0], len(wrt))
+    return _assemble(sig1, jac1, m0, wrt, {"M0_re": 1.0, "M0_im": 1j}, shape)
