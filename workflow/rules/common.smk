@@ -165,3 +165,16 @@ def shard_paths(wildcards):
 def gpu_request(wildcards=None):
     """GPUs per GPU-capable job: compute.gpus unless the device is the CPU."""
     return 0 if config["compute"]["device"] == "cpu" else config["compute"]["gpus"]
+
+
+def nlls_solver_settings():
+    """The NLLS settings every fit uses: config['nlls'] without the grid-subset keys.
+
+    Passing only these to the image and test-set fits keeps a change of the grid subset from
+    rerunning them.
+    """
+    return {
+        k: v
+        for k, v in config["nlls"].items()
+        if k not in ("grid_realizations", "grid_stride")
+    }

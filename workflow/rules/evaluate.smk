@@ -126,7 +126,7 @@ rule evaluate_test_set:
         seed=derive_seed(config["evaluate"]["seed"], "test_set"),
         batch_size=config["evaluate"]["batch_size"],
         priors=config["priors"]["parameters"],
-        nlls=config["nlls"],
+        nlls=nlls_solver_settings(),
         device=config["compute"]["device"],
     script:
         "../scripts/evaluate_test_set.py"

@@ -59,7 +59,7 @@ rule fit_image_nlls:
         mem_mb=config["compute"]["mem_mb"],
         runtime=24 * 60,
     params:
-        nlls=config["nlls"],
+        nlls=nlls_solver_settings(),
         bounds=nlls_bounds,
         voxels=image_voxels,
     script:
