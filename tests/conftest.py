@@ -29,9 +29,3 @@ def sequence(data_dir) -> tuple[torch.Tensor, torch.Tensor]:
         trf = np.array(f["TRF"], dtype=np.float64).ravel()
     return torch.from_numpy(alpha), torch.from_numpy(trf)
 
-
-@pytest.fixture(scope="session")
-def public_data_dir(data_dir) -> Path:
-    """The folder with local copies of the public inputs (alias of ``data_dir``)."""
-    return data_dir
-
