@@ -294,6 +294,8 @@ def nlls_maps(
     settings: Mapping[str, Any],
     bounds: Mapping[str, Sequence[float]],
     r2sl: Any = None,
+    device: Any = "cpu",
+    workers: int = 1,
 ) -> tuple[dict[str, NDArray[np.float32]], dict[str, Any]]:
     """NLLS maps on ``evaluated`` voxels (``crbnn.nlls.fit_nlls``): estimates, nuisance, M0, sqrt(CRB), residual.
 
@@ -301,14 +303,12 @@ def nlls_maps(
     ``ftol``, ``xtol``, ``batch_size``).  Returns (maps, info) with the noise sigma of the module
     docstring in ``info["sigma"]``.
     """
-    from .nlls import dictionary_axes, fit_nlls
+    from .nlls import fit_nlls_with_settings
 
     fit = tuple(settings["fit"])
     y = image.coefficients[evaluated]
-    res = fit_nlls(y, sequence, basis_u, bounds={p: bounds[p] for p in fit}, nominal=settings["nominal"], fit=fit,
-                   dictionary=dictionary_axes(settings.get("dictionary", {})), max_iter=int(settings["max_iter"]),
-                   ftol=float(settings["ftol"]), xtol=float(settings["xtol"]),
-                   batch_size=int(settings["batch_size"]), r2sl=r2sl, log=log.info)
+    res = fit_nlls_with_settings(y, sequence, basis_u, settings, bounds, r2sl=r2sl, device=device, workers=workers,
+                                 log=log.info)
     dof = 2 * image.rank - len(fit) - 2
     sigma = estimate_sigma(res.cost, dof)
     maps: dict[str, NDArray[np.float32]] = {p: _to_image(res.get([p])[:, 0], evaluated) for p in fit}

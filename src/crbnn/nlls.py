@@ -492,6 +492,35 @@ def fit_nlls(
     return result
 
 
+def fit_nlls_with_settings(
+    coefficients: ArrayLike,
+    sequence: Any,
+    basis_u: NDArray[np.complex128],
+    settings: Mapping[str, Any],
+    bounds: Mapping[str, Sequence[float]],
+    *,
+    r2sl: Any = None,
+    device: str | torch.device = "cpu",
+    workers: int = 1,
+    start: ArrayLike | Mapping[str, ArrayLike] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """:func:`fit_nlls` with the solver settings of the config section ``nlls``.
+
+    ``settings`` holds ``fit``, ``nominal``, ``dictionary``, ``max_iter``, ``ftol``, ``xtol`` and
+    ``batch_size`` (other keys are ignored); ``bounds`` maps every fitted parameter to (lower, upper)
+    in SI units (e.g. from :func:`bounds_from_priors`).  The one place that turns the config into
+    a fit, shared by the grid, test-set and image fits.
+    """
+    fit = tuple(settings["fit"])
+    return fit_nlls(
+        coefficients, sequence, basis_u, bounds={p: bounds[p] for p in fit}, nominal=settings["nominal"], fit=fit,
+        start=start, dictionary=None if start is not None else dictionary_axes(settings.get("dictionary", {})),
+        max_iter=int(settings["max_iter"]), ftol=float(settings["ftol"]), xtol=float(settings["xtol"]),
+        batch_size=int(settings["batch_size"]), r2sl=r2sl, device=device, workers=workers, log=log,
+    )
+
+
 def geometric(start: float, stop: float, num: int) -> list[float]:
     """Geometrically spaced values (for dictionary axes of T1, T2f).
 

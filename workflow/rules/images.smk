@@ -62,6 +62,7 @@ rule fit_image_nlls:
         nlls=nlls_solver_settings(),
         bounds=nlls_bounds,
         voxels=image_voxels,
+        device=config["compute"]["device"],
     script:
         "../scripts/fit_image_nlls.py"
 

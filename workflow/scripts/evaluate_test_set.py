@@ -5,7 +5,7 @@ from crbnn.dataset import read_dataset
 from crbnn.devices import resolve_device, set_threads
 from crbnn.evaluation import network_estimator, noisy_test_set, normalized_test_errors, write_netcdf
 from crbnn.logging_utils import setup_logging
-from crbnn.nlls import bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.nlls import bounds_from_priors, fit_nlls_with_settings
 from crbnn.r2sl import R2slTable
 from crbnn.sequence import load_sequence
 
@@ -30,10 +30,8 @@ def main(snakemake):
             bounds = bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"])
 
             def nlls_estimate(yy, seq=seq, basis=basis, r2sl=r2sl, bounds=bounds):
-                res = fit_nlls(yy, seq, basis.u, bounds=bounds, nominal=n["nominal"], fit=n["fit"],
-                               dictionary=dictionary_axes(n["dictionary"]), max_iter=n["max_iter"],
-                               ftol=n["ftol"], xtol=n["xtol"], batch_size=n["batch_size"], r2sl=r2sl,
-                               device=device, workers=workers, log=log.info)
+                res = fit_nlls_with_settings(yy, seq, basis.u, n, bounds, r2sl=r2sl, device=device,
+                                             workers=workers, log=log.info)
                 return res.get(estimated)
 
             estimators[name] = (nlls_estimate, p.nlls_samples)

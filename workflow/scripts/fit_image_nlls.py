@@ -8,6 +8,7 @@ from crbnn.images import nlls_maps, read_coefficient_image, select_voxels, write
 from crbnn.logging_utils import setup_logging
 from crbnn.r2sl import R2slTable
 from crbnn.sequence import load_sequence
+from crbnn.simulation import resolve_device
 
 
 def main(snakemake):
@@ -20,8 +21,10 @@ def main(snakemake):
     evaluated = select_voxels(image.mask, v["stride"], v["box"])
     log.info("%s: %d mask voxels, NLLS on %d (stride %d, box %s)", snakemake.input.coefficients,
              int(image.mask.sum()), int(evaluated.sum()), v["stride"], v["box"])
+    device = resolve_device(snakemake.params.device)
+    workers = snakemake.threads if device.type == "cpu" else 1  # processes scale, torch threads do not
     maps, info = nlls_maps(image, evaluated, seq, basis.u, snakemake.params.nlls, snakemake.params.bounds,
-                           r2sl=R2slTable.load(snakemake.input.r2sl))
+                           r2sl=R2slTable.load(snakemake.input.r2sl), device=device, workers=workers)
     info.update({"n_mask": int(image.mask.sum()), "n_invalid": image.n_invalid, "voxels": v})
     write_maps(Path(snakemake.output.info).parent, maps, image.affine, info)
     log.info("NLLS %.3f s/voxel, sigma %.4g", info["seconds_per_voxel"], info["sigma"])

@@ -14,7 +14,7 @@ from crbnn.evaluation import grid_subset
 from crbnn.grids import read_axes
 from crbnn.io import sha256_arrays, write_h5
 from crbnn.logging_utils import setup_logging
-from crbnn.nlls import bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.nlls import bounds_from_priors, fit_nlls_with_settings
 from crbnn.r2sl import R2slTable
 from crbnn.sequence import load_sequence
 
@@ -34,11 +34,9 @@ def main(snakemake):
                              sigma=p.sigma, seed=p.seed, random_phase=p.random_phase,
                              max_realizations=n["grid_realizations"], stride=n["grid_stride"])
     log.info("NLLS on %d voxels (%d points x %d realizations)", len(y), int(mask.sum()), k)
-    res = fit_nlls(y, seq, basis.u, bounds=bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"]),
-                   nominal=n["nominal"], fit=n["fit"], dictionary=dictionary_axes(n["dictionary"]),
-                   max_iter=n["max_iter"], ftol=n["ftol"], xtol=n["xtol"], batch_size=n["batch_size"],
-                   r2sl=R2slTable.load(snakemake.input.r2sl),
-                   device=device, workers=workers, log=log.info)
+    res = fit_nlls_with_settings(y, seq, basis.u, n, bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"]),
+                                 r2sl=R2slTable.load(snakemake.input.r2sl), device=device, workers=workers,
+                                 log=log.info)
     estimated = list(attrs["estimated"])
     write_h5(
         snakemake.output[0],
