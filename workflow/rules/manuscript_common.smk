@@ -55,4 +55,9 @@ def manuscript_figures(wildcards=None):
         for g in MANUSCRIPT_GRIDS
         for q in MANUSCRIPT_QUANTITIES
     ]
+    # parameter maps of the images stage (phantoms, in vivo), included when present
+    figs += [
+        f"results/figures/maps_{image}.pdf"
+        for image in config.get("images", {}).get("images", [])
+    ]
     return figs
