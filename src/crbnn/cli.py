@@ -24,7 +24,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-import numpy as np
 
 log = logging.getLogger("crbnn")
 

@@ -365,6 +365,12 @@ def read_info(folder: PathLike) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- region statistics
 
 
+def _finite_in(values: NDArray[Any], where: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """The finite values of a map inside a region, float64 (NaN voxels are not evaluated)."""
+    v = np.asarray(values, dtype=np.float64)[where]
+    return v[np.isfinite(v)]
+
+
 def region_stats(
     maps: Mapping[str, Mapping[str, NDArray[Any]]],
     regions: Mapping[str, NDArray[np.bool_]],
@@ -379,8 +385,7 @@ def region_stats(
             for p in parameters:
                 if p not in m:
                     continue
-                v = np.asarray(m[p], dtype=np.float64)[where]
-                v = v[np.isfinite(v)]
+                v = _finite_in(m[p], where)
                 row: dict[str, Any] = {"estimator": est, "region": rname, "parameter": p, "units": UNITS.get(p, ""),
                                        "n": int(len(v)), "mean": float(v.mean()) if len(v) else float("nan"),
                                        "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan")}
@@ -402,8 +407,7 @@ def percentile_stats(maps: Mapping[str, Mapping[str, NDArray[Any]]], where: NDAr
         for p in parameters:
             if p not in m:
                 continue
-            v = np.asarray(m[p], dtype=np.float64)[where]
-            v = v[np.isfinite(v)]
+            v = _finite_in(m[p], where)
             row: dict[str, Any] = {"estimator": est, "region": "mask", "parameter": p, "units": UNITS.get(p, ""), "n": int(len(v))}
             for q in percentiles:
                 row[f"p{q:g}"] = float(np.percentile(v, q)) if len(v) else float("nan")

@@ -15,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from crbnn.io import PathLike, atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,6 @@ def fetch_input(
 
 def load_invivo_slice(path: PathLike) -> "np.ndarray":
     """The public in vivo slice ``x`` [X, Y, 2R] float32 (real parts, then imaginary parts)."""
-    import numpy as np
     import scipy.io
 
     mat = scipy.io.loadmat(path, variable_names=["x"])
@@ -163,7 +164,6 @@ def write_coefficient_image(
     ...     write_coefficient_image(x, os.path.join(d, "c.nii.gz"), os.path.join(d, "m.nii.gz"), [1, 1, 2])
     1
     """
-    import numpy as np
 
     from crbnn.io import write_nifti
 

@@ -492,6 +492,12 @@ def fit_nlls(
     return result
 
 
+def worker_processes(device: torch.device, threads: int) -> int:
+    """Processes for NLLS fits: the job's threads on the CPU (the fits scale with processes, not
+    with torch threads), one on a GPU."""
+    return max(1, int(threads)) if torch.device(device).type == "cpu" else 1
+
+
 def fit_nlls_with_settings(
     coefficients: ArrayLike,
     sequence: Any,

@@ -166,7 +166,7 @@ def _directions_tensor(
             if name not in allowed:
                 continue
             for i, j, v in _elementary_entries(name, p, w1):
-                e[..., i, d, j] += (c * v * t).expand(shape) if isinstance(c * v * t, torch.Tensor) else c * v * t
+                e[..., i, d, j] += c * v * t  # broadcasts over [*shape]
     return e
 
 

@@ -35,7 +35,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 
 def compress(signal: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Subspace coefficients c = U^H s: signal [..., N] (or Jacobian [..., N, P] with ``dim=-2``)."""
+    """Subspace coefficients c = U^H s: signal [..., N] -> [..., R] (Jacobians: :func:`compress_jacobian`)."""
     return signal @ u.conj()
 
 

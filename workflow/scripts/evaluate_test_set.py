@@ -5,7 +5,7 @@ from crbnn.dataset import read_dataset
 from crbnn.devices import resolve_device, set_threads
 from crbnn.evaluation import network_estimator, noisy_test_set, normalized_test_errors, write_netcdf
 from crbnn.logging_utils import setup_logging
-from crbnn.nlls import bounds_from_priors, fit_nlls_with_settings
+from crbnn.nlls import bounds_from_priors, fit_nlls_with_settings, worker_processes
 from crbnn.r2sl import R2slTable
 from crbnn.sequence import load_sequence
 
@@ -14,7 +14,7 @@ def main(snakemake):
     log = setup_logging(snakemake.log)
     set_threads(snakemake.threads)
     device = resolve_device(snakemake.params.device)
-    workers = snakemake.threads if device.type == "cpu" else 1  # processes scale, torch threads do not
+    workers = worker_processes(device, snakemake.threads)
     p, n = snakemake.params, snakemake.params.nlls
     data, attrs = read_dataset(snakemake.input.test, ["parameters", "coefficients", "crb"])
     m = min(int(p.samples), data["coefficients"].shape[0])

@@ -6,6 +6,7 @@ from crbnn.basis import load_basis
 from crbnn.devices import set_threads
 from crbnn.images import nlls_maps, read_coefficient_image, select_voxels, write_maps
 from crbnn.logging_utils import setup_logging
+from crbnn.nlls import worker_processes
 from crbnn.r2sl import R2slTable
 from crbnn.sequence import load_sequence
 from crbnn.simulation import resolve_device
@@ -22,7 +23,7 @@ def main(snakemake):
     log.info("%s: %d mask voxels, NLLS on %d (stride %d, box %s)", snakemake.input.coefficients,
              int(image.mask.sum()), int(evaluated.sum()), v["stride"], v["box"])
     device = resolve_device(snakemake.params.device)
-    workers = snakemake.threads if device.type == "cpu" else 1  # processes scale, torch threads do not
+    workers = worker_processes(device, snakemake.threads)
     maps, info = nlls_maps(image, evaluated, seq, basis.u, snakemake.params.nlls, snakemake.params.bounds,
                            r2sl=R2slTable.load(snakemake.input.r2sl), device=device, workers=workers)
     info.update({"n_mask": int(image.mask.sum()), "n_invalid": image.n_invalid, "voxels": v})

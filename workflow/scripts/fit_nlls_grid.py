@@ -14,7 +14,7 @@ from crbnn.evaluation import grid_subset
 from crbnn.grids import read_axes
 from crbnn.io import sha256_arrays, write_h5
 from crbnn.logging_utils import setup_logging
-from crbnn.nlls import bounds_from_priors, fit_nlls_with_settings
+from crbnn.nlls import bounds_from_priors, fit_nlls_with_settings, worker_processes
 from crbnn.r2sl import R2slTable
 from crbnn.sequence import load_sequence
 
@@ -23,7 +23,7 @@ def main(snakemake):
     log = setup_logging(snakemake.log)
     set_threads(snakemake.threads)
     device = resolve_device(snakemake.params.device)
-    workers = snakemake.threads if device.type == "cpu" else 1  # processes scale, torch threads do not
+    workers = worker_processes(device, snakemake.threads)
     p, n = snakemake.params, snakemake.params.nlls
     seq = load_sequence(snakemake.input.sequence)
     basis = load_basis(snakemake.input.basis)
