@@ -7,12 +7,14 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from crbnn.config_checks import ConfigError, check_config
 from crbnn.inputs import INPUTS
 from crbnn.logging_utils import prepend_pythonpath
 from crbnn.sampling import derive_seed
 
 SCHEMA_DIR = Path(workflow.basedir) / "workflow" / "schemas"
 ENVS = Path(workflow.basedir) / "envs"
+SEQUENCE_TR = None  # set by validate_config
 
 # Jobs in conda environments (envs/*.yaml hold third-party packages only) import crbnn from src/.
 prepend_pythonpath(Path(workflow.basedir) / "src")
@@ -53,34 +55,16 @@ def validate_config(config):
 
 
 def _check_consistency(config):
-    """Cross-section checks that a schema cannot express."""
-    pri = config["priors"]["parameters"]
-    grid = config["r2sl"]
-    for name, hi_key in (("T2s", "t2s_max"), ("B1", "b1_max")):
-        spec = pri[name]
-        hi = spec.get("value") if spec["dist"] == "fixed" else spec.get("high")
-        if (
-            spec.get("transform", "none") == "none"
-            and hi is not None
-            and hi > grid[hi_key]
-        ):
-            raise WorkflowError(
-                f"invalid config: priors.parameters.{name} reaches {hi} but r2sl.{hi_key} = {grid[hi_key]}; "
-                "the R2sl table must cover the prior (raise the grid or narrow the prior)"
-            )
-    lo = (
-        pri["T2s"].get("value")
-        if pri["T2s"]["dist"] == "fixed"
-        else pri["T2s"].get("low")
-    )
-    if lo is not None and lo < grid["t2s_min"]:
-        raise WorkflowError(
-            f"invalid config: priors.parameters.T2s starts at {lo} below r2sl.t2s_min = {grid['t2s_min']}"
-        )
-    if config["sequence"]["source"] == "file" and config["basis"]["source"] == "public":
-        raise WorkflowError(
-            "invalid config: basis.source 'public' belongs to the public pulse train; with sequence.source 'file' set basis.source: computed"
-        )
+    """Cross-section checks that a schema cannot express (crbnn.config_checks.check_config).
+
+    Sets SEQUENCE_TR, the pulse train's TR in s (sequence.tr, else the file's, else 3.5 ms for the
+    public train).
+    """
+    global SEQUENCE_TR
+    try:
+        SEQUENCE_TR = check_config(config, Path.cwd())
+    except ConfigError as e:
+        raise WorkflowError(f"invalid config: {e}") from None
 
 
 # -------------------------------------------------------------------------- target registry
