@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 
 from crbnn import __version__
 from crbnn.devices import resolve_device  # noqa: F401  (re-exported for scripts)
+from crbnn.interrupt import Interrupted
 from crbnn.losses import LOSSES, compute_loss, crb_normalized_errors
 from crbnn.nets import EstimatorNet, build_from_architecture, build_network, count_weights
 
@@ -457,6 +458,7 @@ def train_network(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     init_from: EstimatorNet | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[EstimatorNet, list[dict[str, float]]]:
     """Train one network; return the model (on CPU, eval mode, with ``.meta``) and the per-epoch history.
 
@@ -470,9 +472,12 @@ def train_network(
         init_from: a trained network to start from (fine-tuning; same architecture and normalization).
         on_epoch_end: called with the 1-based epoch after it and its checkpoint completed (tests
             use it to simulate a killed job).
+        should_stop: polled after every epoch (e.g. a `crbnn.interrupt.StopRequest`); when true, the
+            checkpoint of that epoch is written and `crbnn.interrupt.Interrupted` is raised.
 
     Raises:
         TrainingError: a non-finite loss (naming epoch and batch) or mismatched data sets.
+        Interrupted: ``should_stop`` became true (the checkpoint allows a resume).
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose from {LOSSES}")
@@ -581,7 +586,8 @@ def train_network(
             epoch, settings.epochs, loss, row["train_loss"], metrics["val_crb_mean"], per_param, lr,
             row["samples_per_s"], _fmt_time(eta),
         )
-        if ckpt_path is not None and (epoch % settings.checkpoint_every == 0 or epoch == settings.epochs):
+        stop = should_stop is not None and should_stop()
+        if ckpt_path is not None and (epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stop):
             state = {
                 "fingerprint": fingerprint,
                 "epoch": epoch,  # data position: the next epoch starts at its first batch
@@ -599,6 +605,9 @@ def train_network(
             _atomic_torch_save(state, ckpt_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+        if stop and epoch < settings.epochs:
+            raise Interrupted(f"training {loss!r} stopped on request after epoch {epoch}/{settings.epochs}; "
+                              f"checkpoint {ckpt_path}; rerun to resume")
     model.cpu().eval()
     model.meta = build_meta(model, settings, loss, train)  # type: ignore[assignment]
     return model, history
@@ -656,6 +665,56 @@ def save_model(model: EstimatorNet, path: str | os.PathLike[str]) -> None:
     _atomic_torch_save({"state_dict": state, "meta": copy.deepcopy(meta)}, Path(path))
 
 
+class ModelFileError(ValueError):
+    """A file that is not a model of this project (the message names the file and what it is)."""
+
+
+def _what_file_is(path: Path) -> str:
+    """A short description of a file torch cannot load as a model (for error messages)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if size == 0:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "an HDF5 file, not a model saved by train_network (torch zip archive)"
+    if head.startswith(b"PK\x03\x04"):
+        return f"a damaged or truncated torch archive ({size} bytes)"
+    try:
+        head.decode("utf-8")
+        return "a text file, not a model saved by train_network (torch zip archive)"
+    except UnicodeDecodeError:
+        return "not a model saved by train_network (torch zip archive)"
+
+
+def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``{"state_dict", "meta"}`` dict of a model file, loaded with ``weights_only=True``.
+
+    Raises :class:`ModelFileError` (one line naming the file and what is wrong) for a missing,
+    empty, truncated, text or HDF5 file, a pickle with objects other than tensors and plain data, or
+    a dict without ``state_dict`` and ``meta`` (architecture, estimated, normalization).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"{p}: model file not found")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types (OSError, RuntimeError, UnpicklingError, ...)
+        if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
+            what = "a pickle with objects other than tensors and plain data (not loaded: unsafe)"
+        else:
+            what = _what_file_is(p)
+        raise ModelFileError(f"{p}: cannot load the model: {what}") from None
+    if not isinstance(blob, dict) or not {"state_dict", "meta"} <= set(blob):
+        keys = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
+        raise ModelFileError(f"{p}: not a crbnn model: expected a dict with 'state_dict' and 'meta', got {keys}")
+    meta = blob["meta"]
+    missing = [k for k in ("architecture", "estimated", "normalization") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ModelFileError(f"{p}: not a crbnn model: its meta lacks {missing}")
+    return blob
+
+
 def load_model(
     path: str | os.PathLike[str],
     expect_basis_sha256: str | None = None,
@@ -667,7 +726,7 @@ def load_model(
     Raises ValueError when ``expect_basis_sha256`` / ``expect_sequence_sha256`` are given and differ
     from the hashes the network was trained with (its inputs would mean something else).
     """
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_model_file(path)
     meta = blob["meta"]
     for what, expected, key in (
         ("basis", expect_basis_sha256, "basis_sha256"),
@@ -678,8 +737,12 @@ def load_model(
                 f"{path}: network was trained for {what} {key}={meta.get(key)!r}, but the data use "
                 f"{expected!r}; retrain the network for this {what}"
             )
-    model = build_from_architecture(meta["architecture"])
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model = build_from_architecture(meta["architecture"])
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: the weights do not fit the architecture in its meta ({first})") from None
     model.meta = meta  # type: ignore[assignment]
     return model.to(device).eval()
 
