@@ -130,7 +130,7 @@ def infer(args: argparse.Namespace) -> dict:
         if basis.rank > rank:
             basis = load_basis(args.basis, rank=rank)
     image: CoefficientImage = read_coefficient_image(args.coefficients, args.mask, rank=rank)
-    check_model_image(model, image, basis.sha256 if basis is not None else None)
+    check_model_image(model, image, basis.sha256 if basis is not None else None, str(args.basis))
     if args.sequence:
         from .sequence import load_sequence
 

@@ -4,8 +4,9 @@ The JSON schemas in ``workflow/schemas`` check every key on its own; :func:`chec
 what a schema cannot express: the priors (low < high, positive supports), the parameter lists of
 ``model`` and ``nlls``, the evaluation grids and priors against the ``r2sl`` table, and, when the
 pulse-train file can be read at parse time, its TR and its pulses against the ``r2sl`` grid.
-``workflow/rules/common.smk`` calls it right after the schema validation; each error is a
-:class:`ConfigError` whose message starts with the offending key (``priors.parameters.T1: ...``).
+:func:`validate_config` runs both, the schemas (defaults filled in) and then :func:`check_config`;
+``workflow/rules/common.smk`` calls it at parse time.  Each error is a :class:`ConfigError` whose
+message starts with the offending key (``priors.parameters.T1: ...``).
 
 >>> check_config({"sequence": {"source": "public", "tr": None}})  # TR of the public train
 0.0035
@@ -180,6 +181,39 @@ def _check_pulses(config: Mapping[str, Any], tr: float | None, base: Path) -> No
     except SequenceError as e:
         key = "sequence.file" if config["sequence"].get("source") == "file" else "r2sl"
         raise ConfigError(f"{key}: {e}") from None
+
+
+def _schema_error(err: Exception, where: str, schema: Path) -> ConfigError:
+    cause = err.__cause__ or err.__context__  # the jsonschema ValidationError
+    if not hasattr(cause, "absolute_path"):
+        return ConfigError(f"{where or '<top level>'}: {err} (schema {schema.name})")
+    key = ".".join([where, *map(str, cause.absolute_path)]) if where else ".".join(map(str, cause.absolute_path))
+    return ConfigError(f"{key or '<top level>'}: invalid value: {cause.message} (schema {schema.name})")
+
+
+def validate_config(config: dict[str, Any], schema_dir: str | Path, base: str | Path = ".") -> float | None:
+    """Validate ``config`` in place: the top level and every section with ``<section>.schema.yaml``
+    in ``schema_dir`` (defaults filled in), then :func:`check_config`.  Returns the resolved TR (s).
+
+    Raises:
+        ConfigError: the first schema violation or inconsistency, naming the key.
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema_dir = Path(schema_dir)
+    schemas = [schema_dir / "config.schema.yaml"] + [
+        p for p in sorted(schema_dir.glob("*.schema.yaml")) if p.name != "config.schema.yaml"
+    ]
+    for schema in schemas:
+        section = schema.name.removesuffix(".schema.yaml")
+        where = "" if section == "config" else section
+        data = config if section == "config" else config.setdefault(section, {})
+        try:
+            validate(data, str(schema), set_default=True)
+        except WorkflowError as e:
+            raise _schema_error(e, where, schema) from None
+    return check_config(config, base)
 
 
 def check_config(config: Mapping[str, Any], base: str | Path = ".") -> float | None:

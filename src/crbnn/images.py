@@ -86,6 +86,17 @@ class CoefficientImage:
         return self.coefficients[self.mask if select is None else select]
 
 
+def _read_image(path: PathLike, what: str) -> tuple[NDArray[Any], NDArray[np.float64]]:
+    """read_nifti, with any failure as one-line :class:`ImageError` naming the file."""
+    if not Path(path).is_file():
+        raise ImageError(f"{path}: {what} not found")
+    try:
+        return read_nifti(path)
+    except Exception as e:  # nibabel raises ImageFileError, OSError, EOFError, zlib errors, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ImageError(f"{path}: cannot read the {what} as NIfTI ({first})") from None
+
+
 def read_coefficient_image(path: PathLike, mask_path: PathLike | None = None, rank: int | None = None) -> CoefficientImage:
     """Read a coefficient NIfTI [X, Y, Z, 2R] (and mask [X, Y, Z]); see the module docstring.
 
@@ -100,7 +111,7 @@ def read_coefficient_image(path: PathLike, mask_path: PathLike | None = None, ra
     ...     img.coefficients[0, 0, 0].tolist(), int(img.mask.sum()), img.n_invalid
     ([(1+3j), (2+4j)], 1, 1)
     """
-    data, affine = read_nifti(path)
+    data, affine = _read_image(path, "coefficient image")
     if data.ndim == 3 and mask_path is None:
         raise ImageError(f"{path}: coefficient image has 3 dimensions {data.shape}; need 4-D [X, Y, Z, 2R] "
                          "(a single slice is [X, Y, 1, 2R])")
@@ -117,7 +128,7 @@ def read_coefficient_image(path: PathLike, mask_path: PathLike | None = None, ra
     nonzero = np.any(d != 0, axis=-1) & finite
     inside = np.ones(d.shape[:3], bool)
     if mask_path is not None:
-        m, _ = read_nifti(mask_path)
+        m, _ = _read_image(mask_path, "mask")
         if m.ndim == 4 and m.shape[-1] == 1:
             m = m[..., 0]
         if m.shape != d.shape[:3]:
@@ -276,13 +287,17 @@ def network_maps(model: Any, image: CoefficientImage) -> tuple[dict[str, NDArray
     return {p: _to_image(est[:, k], image.mask) for k, p in enumerate(names)}, dt
 
 
-def check_model_image(model: Any, image: CoefficientImage, basis_sha256: str | None = None) -> None:
-    """Raise :class:`ImageError` if the image's R or the basis hash differ from the network's."""
+def check_model_image(model: Any, image: CoefficientImage, basis_sha256: str | None = None,
+                      basis_source: str = "basis") -> None:
+    """Raise :class:`ImageError` if the image's R or the basis hash differ from the network's.
+
+    ``basis_source`` (the basis file) starts the message of a hash mismatch.
+    """
     rank = int(model.meta.get("rank", model.widths[0] // 2))
     if image.rank != rank:
         raise ImageError(f"{image.source}: {image.rank} complex coefficients, but the network was trained with R = {rank}")
     if basis_sha256 is not None and model.meta.get("basis_sha256") not in (None, basis_sha256):
-        raise ImageError(f"basis sha256 {basis_sha256} differs from the network's basis_sha256 "
+        raise ImageError(f"{basis_source}: basis sha256 {basis_sha256} differs from the network's basis_sha256 "
                          f"{model.meta.get('basis_sha256')}; the coefficients mean something else for this network")
 
 

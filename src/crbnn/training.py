@@ -669,15 +669,18 @@ class ModelFileError(ValueError):
     """A file that is not a model of this project (the message names the file and what it is)."""
 
 
-def _what_file_is(path: Path) -> str:
+def _what_file_is(path: Path, error: Exception) -> str:
     """A short description of a file torch cannot load as a model (for error messages)."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(512)
+    unsafe = any(k in str(error).lower() for k in ("weights only load failed", "unsupported global"))
     if size == 0:
         return "an empty file (0 bytes)"
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "an HDF5 file, not a model saved by train_network (torch zip archive)"
+    if unsafe:
+        return "a pickle with objects other than tensors and plain data (not loaded: unsafe)"
     if head.startswith(b"PK\x03\x04"):
         return f"a damaged or truncated torch archive ({size} bytes)"
     try:
@@ -700,11 +703,7 @@ def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types (OSError, RuntimeError, UnpicklingError, ...)
-        if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
-            what = "a pickle with objects other than tensors and plain data (not loaded: unsafe)"
-        else:
-            what = _what_file_is(p)
-        raise ModelFileError(f"{p}: cannot load the model: {what}") from None
+        raise ModelFileError(f"{p}: cannot load the model: {_what_file_is(p, e)}") from None
     if not isinstance(blob, dict) or not {"state_dict", "meta"} <= set(blob):
         keys = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
         raise ModelFileError(f"{p}: not a crbnn model: expected a dict with 'state_dict' and 'meta', got {keys}")

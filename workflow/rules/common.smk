@@ -5,9 +5,9 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from crbnn.config_checks import ConfigError, check_config
+from crbnn.config_checks import ConfigError
+from crbnn.config_checks import validate_config as check_and_resolve
 from crbnn.inputs import INPUTS
 from crbnn.logging_utils import prepend_pythonpath
 from crbnn.sampling import derive_seed
@@ -21,50 +21,18 @@ prepend_pythonpath(Path(workflow.basedir) / "src")
 
 
 # ----------------------------------------------------------------------------- validation
-def _validate(data, schema, where):
-    """Validate ``data`` against ``schema`` (defaults filled in); name the key on errors."""
-    try:
-        validate(data, str(schema), set_default=True)
-    except WorkflowError as e:
-        err = e.__cause__ or e.__context__  # the jsonschema ValidationError
-        if not hasattr(err, "absolute_path"):
-            raise
-        key = (
-            ".".join([where, *map(str, err.absolute_path)])
-            if where
-            else ".".join(map(str, err.absolute_path))
-        )
-        raise WorkflowError(
-            f"invalid config value at '{key or '<top level>'}': {err.message} (schema {schema.name})"
-        ) from None
-
-
 def validate_config(config):
-    """Validate the top level and every section that has workflow/schemas/<section>.schema.yaml.
+    """Validate the config against workflow/schemas (defaults filled in) and check its consistency.
 
-    Runs at parse time, so no job starts with a bad config; fills in defaults.
-    """
-    _validate(config, SCHEMA_DIR / "config.schema.yaml", "")
-    for schema in sorted(SCHEMA_DIR.glob("*.schema.yaml")):
-        section = schema.name.removesuffix(".schema.yaml")
-        if section == "config":
-            continue
-        config.setdefault(section, {})
-        _validate(config[section], schema, section)
-    _check_consistency(config)
-
-
-def _check_consistency(config):
-    """Cross-section checks that a schema cannot express (crbnn.config_checks.check_config).
-
+    Runs at parse time, so no job starts with a bad config (crbnn.config_checks.validate_config).
     Sets SEQUENCE_TR, the pulse train's TR in s (sequence.tr, else the file's, else 3.5 ms for the
     public train).
     """
     global SEQUENCE_TR
     try:
-        SEQUENCE_TR = check_config(config, Path.cwd())
+        SEQUENCE_TR = check_and_resolve(config, SCHEMA_DIR, Path.cwd())
     except ConfigError as e:
-        raise WorkflowError(f"invalid config: {e}") from None
+        raise WorkflowError(f"invalid config at {e}") from None
 
 
 # -------------------------------------------------------------------------- target registry
