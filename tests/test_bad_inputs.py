@@ -92,6 +92,14 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
     ("grid-axis-B1-outside", {"grids": {"sets": {"b1": {"axes": {"B1": {"start": 0.5, "stop": 2.0, "num": 3}},
                                                         "realizations": 2}}}}, {},
      ["grids.sets.b1.axes.B1", "r2sl.b1_max"]),
+    ("nlls-dictionary-T2s-outside", {"nlls": {"dictionary": {"T2s": {"start": 1e-6, "stop": 2e-5, "num": 3}}}}, {},
+     ["nlls.dictionary.T2s", "r2sl.t2s_min"]),
+    ("phantom-b1-outside", {"phantom": {"b1_range": [0.8, 1.5]}}, {}, ["phantom.b1_range", "1.5", "r2sl.b1_max"]),
+    ("phantom-region-T2s-outside", {"phantom": {"brain": {"WM": {"m0s": 0.1, "T1": 1.0, "T2f": 0.07, "T2s": 5e-5}}}},
+     {}, ["phantom.brain.WM.T2s", "r2sl.t2s_max"]),
+    ("phantom-region-T2f-above-T1", {"phantom": {"vials": {"vials": [{"name": "V1", "m0s": 0.0, "T1": 0.1,
+                                                                       "T2f": 0.2}]}}}, {},
+     ["phantom.vials.vials[0]", "T2f = 0.2 s is not below T1 = 0.1 s"]),
     ("r2sl-trf-range-reversed", {"r2sl": {"trf_min": 6e-4}}, {}, ["r2sl.trf_min", "r2sl.trf_max"]),
     ("schema-wrong-type", {"sequence": {"tr": "fast"}}, {}, ["sequence.tr", "fast"]),
     ("schema-unknown-key", {"basis": {"rnak": 13}}, {}, ["basis", "rnak"]),
@@ -471,6 +479,12 @@ def test_resumed_training_job_appends_to_its_log(tmp_path: Path) -> None:
     script(args)  # no checkpoint to resume: the log starts afresh, the stale .tmp is removed
     assert not log.read_text().startswith("first attempt") and (out / "model.pt").exists()
     assert not list((out / "checkpoints").glob("*.tmp"))
+    first = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    # snakemake itself interrupted: it discards the finished job's outputs; the rerun uses the kept checkpoint
+    (out / "model.pt").unlink()
+    (out / "history.csv").unlink()
     log.write_text("first attempt, killed\n")
-    script(args)  # the kept checkpoint: a resume, which appends
+    script(args)  # a resume, which appends and retrains nothing
     assert log.read_text().startswith("first attempt, killed\n") and "resumed from" in log.read_text()
+    again = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(first[k], again[k]) for k in first) and (out / "history.csv").exists()

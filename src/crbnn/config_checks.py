@@ -127,6 +127,14 @@ def _check_r2sl_coverage(config: Mapping[str, Any], tr: float | None) -> None:
         for name, axis in gspec.get("axes", {}).items():
             if name in ranges:
                 checks += [(f"grids.sets.{gname}.axes.{name}", name, float(axis[k])) for k in ("start", "stop")]
+    for name, axis in config.get("nlls", {}).get("dictionary", {}).items():
+        if name in ranges:
+            checks += [(f"nlls.dictionary.{name}", name, float(axis[k])) for k in ("start", "stop")]
+    phantom = config.get("phantom", {})
+    checks += [("phantom.b1_range", "B1", float(v)) for v in phantom.get("b1_range", [])]
+    for key, region in _phantom_regions(phantom):
+        if "T2s" in region:
+            checks.append((f"{key}.T2s", "T2s", float(region["T2s"])))
     for key, name, value in checks:
         lo, hi, lo_key, hi_key = ranges[name]
         if _outside(value, lo, hi):
@@ -134,6 +142,23 @@ def _check_r2sl_coverage(config: Mapping[str, Any], tr: float | None) -> None:
                 f"{key}: {name} = {value:g} lies outside the R2sl table's range [{lo_key}, {hi_key}] = [{lo:g}, {hi:g}]; "
                 "widen the r2sl grid or narrow the value"
             )
+
+
+def _phantom_regions(phantom: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(config key, region) of every tissue region of the phantoms."""
+    out: list[tuple[str, Mapping[str, Any]]] = []
+    vials = phantom.get("vials", {})
+    if "background" in vials:
+        out.append(("phantom.vials.background", vials["background"]))
+    out += [(f"phantom.vials.vials[{i}]", v) for i, v in enumerate(vials.get("vials", []))]
+    out += [(f"phantom.brain.{k}", v) for k, v in phantom.get("brain", {}).items() if isinstance(v, Mapping)]
+    return out
+
+
+def _check_phantom(config: Mapping[str, Any]) -> None:
+    for key, region in _phantom_regions(config.get("phantom", {})):
+        if "T2f" in region and "T1" in region and not region["T2f"] < region["T1"]:
+            raise ConfigError(f"{key}: T2f = {region['T2f']} s is not below T1 = {region['T1']} s (the model needs T2f < T1)")
 
 
 def _sequence_path(config: Mapping[str, Any], base: Path) -> Path | None:
@@ -237,6 +262,7 @@ def check_config(config: Mapping[str, Any], base: str | Path = ".") -> float | N
     for name, spec in priors.items():
         prior_support(spec, name, tr)
     _check_r2sl_coverage(config, tr)
+    _check_phantom(config)
     if seq:
         _check_pulses(config, tr, base)
     return tr
