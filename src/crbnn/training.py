@@ -186,6 +186,8 @@ class TrainingData:
     sequence_sha256: str
     basis_sha256: str
     path: str = ""
+    nuisance: list[str] = field(default_factory=list)
+    known: dict[str, float] = field(default_factory=dict)
 
     @property
     def rank(self) -> int:
@@ -200,7 +202,7 @@ class TrainingData:
         if n is None or n >= len(self):
             return self
         return TrainingData(self.coefficients[:n], self.targets[:n], self.crb[:n], self.estimated, self.units,
-                            self.sequence_sha256, self.basis_sha256, self.path)
+                            self.sequence_sha256, self.basis_sha256, self.path, self.nuisance, self.known)
 
     def fingerprint(self) -> str:
         """sha256 of the arrays and hashes (identifies the data in checkpoints)."""
@@ -267,6 +269,20 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     if not np.iscomplexobj(coefficients):
         raise ValueError(f"{path}: coefficients must be complex, got {coefficients.dtype}")
     targets = params[:, cols]
+    nuisance = attrs.get("nuisance", [])
+    if isinstance(nuisance, str):
+        nuisance = json.loads(nuisance) if nuisance.startswith("[") else [nuisance]
+    nuisance = list(nuisance)
+    known: dict[str, float] = {}
+    if nuisance:  # known parameters: neither estimated nor nuisance, one value in the whole set
+        from crbnn.regime import known_parameters
+
+        for p in known_parameters(estimated, nuisance):
+            if p in pnames and len(params):
+                col = params[:, pnames.index(p)]
+                if not np.all(col == col[0]):
+                    raise ValueError(f"{path}: {p} is known (neither estimated nor nuisance) but varies in the data set")
+                known[p] = float(col[0])
     for name, arr in (("coefficients", coefficients), ("parameters", targets), ("crb", crb)):
         _check_finite(name, arr, str(path))
     if (crb <= 0).any():
@@ -280,6 +296,8 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
         sequence_sha256=str(attrs.get("sequence_sha256", "")),
         basis_sha256=str(attrs.get("basis_sha256", "")),
         path=str(path),
+        nuisance=nuisance,
+        known=known,
     )
 
 
@@ -632,6 +650,8 @@ def build_meta(model: EstimatorNet, settings: TrainSettings, loss: str, data: Tr
         "architecture": model.architecture(),
         "normalization": settings.normalization,
         "estimated": list(data.estimated),
+        "nuisance": list(data.nuisance),  # unknown to the network besides its outputs (CRB, infer)
+        "known": dict(data.known),  # parameters held at known values (SI), crbnn.regime
         "units": list(data.units),
         "output_offset": model.out_offset.tolist(),
         "output_scale": model.out_scale.tolist(),

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from crbnn.inputs import INPUTS
 from crbnn.logging_utils import prepend_pythonpath
+from crbnn.regime import RegimeError, check_regime, known_values
 from crbnn.sampling import derive_seed
 
 SCHEMA_DIR = Path(workflow.basedir) / "workflow" / "schemas"
@@ -54,6 +55,10 @@ def validate_config(config):
 
 def _check_consistency(config):
     """Cross-section checks that a schema cannot express."""
+    try:
+        check_regime(config)
+    except RegimeError as e:
+        raise WorkflowError(f"invalid config: {e}") from None
     pri = config["priors"]["parameters"]
     grid = config["r2sl"]
     for name, hi_key in (("T2s", "t2s_max"), ("B1", "b1_max")):
@@ -160,6 +165,14 @@ def shard_paths(wildcards):
         f"results/simulate_dataset/{wildcards.name}/shard_{i}.h5"
         for i in range(n_shards(wildcards))
     ]
+
+
+def known_tissue_values(wildcards=None):
+    """Values of the tissue parameters the model holds known (crbnn.regime), from their fixed priors."""
+    model = config["model"]
+    return known_values(
+        config["priors"]["parameters"], model["estimated"], model["nuisance"]
+    )
 
 
 def gpu_request(wildcards=None):
