@@ -72,17 +72,18 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
     ("reciprocal-through-zero", {"priors": {"parameters": {"T2f": {"dist": "uniform", "low": 0.0, "high": 50.0,
                                                                     "transform": "reciprocal"}}}}, {},
      ["priors.parameters.T2f", "reciprocal"]),
-    ("estimated-and-nuisance", {"model": {"nuisance": ["M0_re", "M0_im", "T1", "Rex"]}}, {},
+    ("estimated-and-nuisance", {"model": {"nuisance": ["M0_re", "M0_im", "T1", "omega0", "B1"]}}, {},
      ["model.estimated and model.nuisance", "'T1'"]),
     ("estimated-not-tissue", {"model": {"estimated": ["m0s", "M0_re"], "nuisance": ["M0_im"]}}, {},
      ["model.estimated", "M0_re"]),
-    ("nlls-fit-lacks-estimated", {"nlls": {"fit": ["m0s", "T1"]}}, {}, ["nlls.fit", "T2f"]),
+    ("nlls-fit-lacks-estimated", {"nlls": {"fit": ["m0s", "T1"]}}, {}, ["nlls.fit", "unknown tissue parameters"]),
+    ("known-parameter-not-fixed", {"priors": {"parameters": {"Rex": {"dist": "uniform", "low": 2.0, "high": 30.0}}}},
+     {}, ["priors.parameters.Rex", "fixed"]),
     ("nlls-bounds-reversed", {"nlls": {"bounds": {"T1": [2.0, 1.0]}}}, {}, ["nlls.bounds.T1", "2.0", "1.0"]),
-    ("nlls-bounds-outside-r2sl", {"nlls": {"bounds": {"T2s": [1e-6, 2e-5]}}}, {},
-     ["nlls.bounds.T2s", "r2sl.t2s_min"]),
+    ("nlls-bounds-outside-r2sl", {"nlls": {"bounds": {"B1": [0.5, 1.6]}}}, {}, ["nlls.bounds.B1", "r2sl.b1_max"]),
     ("evaluate-untrained-network", {"train": {"losses": ["mse"]}, "evaluate": {"estimators": ["nlls", "mse", "crb"]}},
      {}, ["evaluate.estimators", "crb"]),
-    ("T2s-prior-above-r2sl", {"priors": {"parameters": {"T2s": {"dist": "uniform", "low": 5e-6, "high": 3e-5}}}}, {},
+    ("T2s-prior-above-r2sl", {"priors": {"parameters": {"T2s": {"dist": "fixed", "value": 3e-5}}}}, {},
      ["priors.parameters.T2s", "3e-05", "r2sl.t2s_max"]),
     ("T2s-prior-below-r2sl", {"priors": {"parameters": {"T2s": {"dist": "fixed", "value": 1e-6}}}}, {},
      ["priors.parameters.T2s", "r2sl.t2s_min"]),
@@ -185,8 +186,9 @@ def test_good_configs_resolve_tr(tmp_path: Path, overlay: dict[str, Any], files:
 
 
 def test_shipped_configs_pass(tmp_path: Path) -> None:
-    for name in ("config.yaml", "test.yaml", "paper.yaml"):
-        cfg = yaml.safe_load((REPO / "config" / name).read_text())
+    load = lambda name: yaml.safe_load((REPO / "config" / name).read_text())  # noqa: E731
+    for name in ("config.yaml", "test.yaml", "paper.yaml", "full-nuisance.yaml"):
+        cfg = merge(load("config.yaml"), load(name))  # full-nuisance.yaml is an overlay
         assert validate_config(cfg, SCHEMAS, base=tmp_path) == 3.5e-3, name
 
 

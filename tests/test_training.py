@@ -194,3 +194,32 @@ def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path
                         output={"metrics": str(tmp_path / "crb.json")},
                         params={"realizations": 3, "seed": 3, "device": "cpu"}, log=[str(tmp_path / "ev.log")]))
     assert json.loads((tmp_path / "crb.json").read_text())["loss"] == "crb"
+
+
+def test_saved_model_is_the_best_validated_average(toy: dict[str, Path]) -> None:
+    """The returned network is the weight average of the epoch with the lowest validation loss,
+    whatever the last epoch did; its validation loss is the one recorded for that epoch."""
+    train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
+    s = settings(epochs=6, lr=0.05, ema_decay=0.5)
+    model, history = train_network(train, val, s, "crb")
+    losses = [h["val_loss"] for h in history]
+    best = int(np.argmin(losses)) + 1
+    assert model.meta["selected_epoch"] == best == history[-1]["best_epoch"]
+    again = validation_metrics(model, make_validation_set(val, s, torch.device("cpu")), val.estimated)
+    assert again["val_loss"] == pytest.approx(losses[best - 1], rel=1e-5)
+    # the mse network selects on its own objective (mean squared error in physical units)
+    _, hist_mse = train_network(train, val, settings(epochs=2), "mse")
+    assert hist_mse[0]["val_loss"] == pytest.approx(np.mean([hist_mse[0][f"val_mse_{p}"] for p in val.estimated]))
+
+
+def test_ema_warm_up_and_decay() -> None:
+    from crbnn.training import _ema_average
+
+    avg = _ema_average(0.99)
+    one, zero = torch.ones(1), torch.zeros(1)
+    # first update: weight (1 + 0) / (10 + 0) = 0.1 on the average, 0.9 on the new value
+    assert float(avg(zero, one, torch.tensor(0))) == pytest.approx(0.9)
+    # long after the warm-up the decay is the configured one
+    assert float(avg(zero, one, torch.tensor(10_000))) == pytest.approx(0.01)
+    # decay 0: the average is the current iterate
+    assert float(_ema_average(0.0)(zero, one, torch.tensor(50))) == 1.0

@@ -35,8 +35,11 @@ from pathlib import Path
 
 log = logging.getLogger("crbnn")
 
-#: Nuisance values (SI) used for the CRB and residual of a network without an NLLS fit.
-DEFAULT_NOMINAL = {"m0s": 0.15, "T1": 1.2, "T2f": 0.07, "Rex": 12.0, "T2s": 1.25e-5, "omega0": 0.0, "B1": 1.0}
+#: Nuisance values (SI) used for the CRB and residual of a network without an NLLS fit; the
+#: parameters the network's model holds known take their values from ``model.meta["known"]``.
+DEFAULT_NOMINAL = {"m0s": 0.15, "T1": 1.2, "T2f": 0.07, "Rex": 13.6, "T2s": 1.25e-5, "omega0": 0.0, "B1": 1.0}
+#: Unknowns of a model file written before the regime was stored in its metadata (all nine).
+LEGACY_NUISANCE = ("M0_re", "M0_im", "Rex", "T2s", "omega0", "B1")
 #: Physics limits the estimates are clipped into before simulating (SI).
 DEFAULT_BOUNDS = {"m0s": (0.0, 0.35), "T1": (0.4, 2.5), "T2f": (0.02, 0.25), "Rex": (2.0, 30.0),
                   "T2s": (5e-6, 2.1e-5), "omega0": (-897.6, 897.6), "B1": (0.6, 1.3)}
@@ -151,13 +154,16 @@ def infer(args: argparse.Namespace) -> dict:
 
         r2sl = R2slTable.load(args.r2sl) if args.r2sl else default_table()
         evaluated = select_voxels(image.mask, args.stride, args.box)
+        nuisance = tuple(model.meta.get("nuisance") or LEGACY_NUISANCE)
+        nominal = {**DEFAULT_NOMINAL, **model.meta.get("known", {})}
         t0 = time.perf_counter()
-        extra, sigma, source = uncertainty_maps(image, maps, evaluated, seq, basis.u, DEFAULT_NOMINAL, DEFAULT_BOUNDS,
-                                                args.sigma, r2sl=r2sl)
+        extra, sigma, source = uncertainty_maps(image, maps, evaluated, seq, basis.u, nominal, DEFAULT_BOUNDS,
+                                                args.sigma, r2sl=r2sl, nuisance=nuisance)
         maps.update(extra)
         info.update({"sigma": sigma, "sigma_source": source, "n_evaluated": int(evaluated.sum()),
-                     "uncertainty_seconds": time.perf_counter() - t0,
-                     "nuisance": {p: DEFAULT_NOMINAL[p] for p in ("Rex", "T2s", "omega0", "B1")}})
+                     "uncertainty_seconds": time.perf_counter() - t0, "nuisance_unknown": list(nuisance),
+                     "known": dict(model.meta.get("known", {})),
+                     "nuisance": {p: nominal[p] for p in ("Rex", "T2s", "omega0", "B1")}})
     info["files"] = sorted(f"{name}.nii.gz" for name in maps)
     for old in replaced:  # every check has passed: remove the earlier run's outputs, then write
         old.unlink()

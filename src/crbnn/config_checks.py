@@ -2,7 +2,8 @@
 
 The JSON schemas in ``workflow/schemas`` check every key on its own; :func:`check_config` checks
 what a schema cannot express: the priors (low < high, positive supports), the parameter lists of
-``model`` and ``nlls``, the evaluation grids and priors against the ``r2sl`` table, and, when the
+``model``, ``nlls`` and ``evaluate``, the estimation regime (:func:`crbnn.regime.check_regime`), the
+evaluation grids, priors, NLLS settings and phantoms against the ``r2sl`` table, and, when the
 pulse-train file can be read at parse time, its TR and its pulses against the ``r2sl`` grid.
 :func:`validate_config` runs both, the schemas (defaults filled in) and then :func:`check_config`;
 ``workflow/rules/common.smk`` calls it at parse time.  Each error is a :class:`ConfigError` whose
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from crbnn.regime import RegimeError, check_regime
 from crbnn.sequence import PUBLIC_TR, SequenceError, check_in_r2sl_grid, load_sequence
 
 #: File name of the public pulse train (crbnn.inputs.INPUTS).
@@ -74,21 +76,10 @@ def _outside(value: float, lo: float, hi: float) -> bool:
 def _check_parameter_lists(config: Mapping[str, Any]) -> None:
     model = config.get("model", {})
     estimated = list(model.get("estimated", ["m0s", "T1", "T2f"]))
-    nuisance = list(model.get("nuisance", []))
-    both = [p for p in estimated if p in nuisance]
-    if both:
-        raise ConfigError(
-            f"model: {both} listed in both model.estimated and model.nuisance; a parameter is either estimated or a nuisance"
-        )
     not_tissue = [p for p in estimated if p not in TISSUE]
     if not_tissue:
         raise ConfigError(f"model.estimated: {not_tissue} cannot be network outputs; choose from {list(TISSUE)}")
     nlls = config.get("nlls", {})
-    fit = nlls.get("fit")
-    if fit is not None:
-        missing = [p for p in estimated if p not in fit]
-        if missing:
-            raise ConfigError(f"nlls.fit: lacks the estimated parameter(s) {missing} (model.estimated = {estimated})")
     for name, pair in nlls.get("bounds", {}).items():
         if not float(pair[0]) < float(pair[1]):
             raise ConfigError(f"nlls.bounds.{name}: lower bound {pair[0]} is not below upper bound {pair[1]}")
@@ -257,11 +248,16 @@ def check_config(config: Mapping[str, Any], base: str | Path = ".") -> float | N
             "basis.source: 'public' belongs to the public pulse train; with sequence.source 'file' set basis.source: computed"
         )
     tr = resolve_tr(config, base) if seq else None
-    _check_parameter_lists(config)
     priors = config.get("priors", {}).get("parameters", {})
     for name, spec in priors.items():
         prior_support(spec, name, tr)
+    _check_parameter_lists(config)
     _check_r2sl_coverage(config, tr)
+    if "model" in config and "priors" in config:
+        try:
+            check_regime(config)  # estimated / nuisance / known parameters agree in every section
+        except RegimeError as e:
+            raise ConfigError(str(e)) from None
     _check_phantom(config)
     if seq:
         _check_pulses(config, tr, base)

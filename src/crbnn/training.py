@@ -87,6 +87,7 @@ class TrainSettings:
     realizations: int = 8
     lam: float = 1.0
     delta: float = 1.0
+    ema_decay: float = 0.995
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainSettings:
@@ -117,6 +118,8 @@ class TrainSettings:
             raise ValueError(f"realizations must be >= 2, got {self.realizations}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (``m0_range`` as a list)."""
@@ -154,7 +157,7 @@ def settings_for_loss(train_config: Mapping[str, Any], loss: str) -> dict[str, A
         out["sigma"] = noise["sigma"]
     if "m0_min" in noise or "m0_max" in noise:
         out["m0_range"] = [noise.get("m0_min", 0.1), noise.get("m0_max", 1.0)]
-    for key in ("epochs", "batch_size", "lr", "lr_step_epochs", "lr_gamma", "grad_clip", "weight_decay"):
+    for key in ("epochs", "batch_size", "lr", "lr_step_epochs", "lr_gamma", "grad_clip", "weight_decay", "ema_decay"):
         if key in c.get("optimizer", {}):
             out[key] = c["optimizer"][key]
     if loss == "bias_reduced":
@@ -187,6 +190,8 @@ class TrainingData:
     sequence_sha256: str
     basis_sha256: str
     path: str = ""
+    nuisance: list[str] = field(default_factory=list)
+    known: dict[str, float] = field(default_factory=dict)
 
     @property
     def rank(self) -> int:
@@ -201,7 +206,7 @@ class TrainingData:
         if n is None or n >= len(self):
             return self
         return TrainingData(self.coefficients[:n], self.targets[:n], self.crb[:n], self.estimated, self.units,
-                            self.sequence_sha256, self.basis_sha256, self.path)
+                            self.sequence_sha256, self.basis_sha256, self.path, self.nuisance, self.known)
 
     def fingerprint(self) -> str:
         """sha256 of the arrays and hashes (identifies the data in checkpoints)."""
@@ -268,6 +273,20 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     if not np.iscomplexobj(coefficients):
         raise ValueError(f"{path}: coefficients must be complex, got {coefficients.dtype}")
     targets = params[:, cols]
+    nuisance = attrs.get("nuisance", [])
+    if isinstance(nuisance, str):
+        nuisance = json.loads(nuisance) if nuisance.startswith("[") else [nuisance]
+    nuisance = list(nuisance)
+    known: dict[str, float] = {}
+    if nuisance:  # known parameters: neither estimated nor nuisance, one value in the whole set
+        from crbnn.regime import known_parameters
+
+        for p in known_parameters(estimated, nuisance):
+            if p in pnames and len(params):
+                col = params[:, pnames.index(p)]
+                if not np.all(col == col[0]):
+                    raise ValueError(f"{path}: {p} is known (neither estimated nor nuisance) but varies in the data set")
+                known[p] = float(col[0])
     for name, arr in (("coefficients", coefficients), ("parameters", targets), ("crb", crb)):
         _check_finite(name, arr, str(path))
     if (crb <= 0).any():
@@ -281,6 +300,8 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
         sequence_sha256=str(attrs.get("sequence_sha256", "")),
         basis_sha256=str(attrs.get("basis_sha256", "")),
         path=str(path),
+        nuisance=nuisance,
+        known=known,
     )
 
 
@@ -391,10 +412,56 @@ def make_validation_set(data: TrainingData, settings: TrainSettings, device: tor
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(
+    model: EstimatorNet,
+    coefficients: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    batches: int = 20,
+) -> None:
+    """Re-estimate BatchNorm's running statistics with the weights frozen.
+
+    During training BatchNorm keeps exponential moving averages (momentum 0.1) of the batch
+    statistics, i.e. of roughly the last ten batches, each computed with different weights.  Late in
+    an epoch at a high learning rate these lag the weights, and the eval-mode network they define
+    differs from epoch to epoch far more than the weights do: the validation loss jumps
+    (benchmarks/validation_stability.py).  This replaces them by exact averages (``momentum=None``)
+    over ``batches`` fresh noisy training batches of ``settings.batch_size`` signals, drawn with
+    ``generator`` (the training noise stream is untouched).  No weight changes; a network without
+    BatchNorm is left as it is.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative (exact) average
+    was_training = model.training
+    model.train()
+    n, bs = int(coefficients.shape[0]), max(2, int(settings.batch_size))
+    order = torch.randperm(n, generator=generator)
+    for k in range(batches):
+        idx = order[(k * bs) % n : (k * bs) % n + bs]
+        if len(idx) < 2:
+            continue
+        y, _ = draw_noisy(coefficients[idx.to(coefficients.device)], generator, settings.sigma, settings.m0_range)
+        model(normalize_inputs(y, settings.normalization))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+
+
+@torch.no_grad()
 def validation_metrics(
-    model: EstimatorNet, val: ValidationSet, names: Sequence[str], batch_size: int = 65536
+    model: EstimatorNet, val: ValidationSet, names: Sequence[str], batch_size: int = 65536, loss: str = "crb"
 ) -> dict[str, float]:
-    """``val_mse_<p>`` (physical units squared), ``val_crb_<p>`` and ``val_crb_mean`` (model in eval mode)."""
+    """``val_mse_<p>`` (physical units squared), ``val_crb_<p>``, ``val_crb_mean`` and ``val_loss``.
+
+    ``val_loss`` is the training objective of ``loss`` on the validation set, the criterion of model
+    selection: the mean of ``val_mse_<p>`` for ``mse``, ``val_crb_mean`` for ``crb`` and
+    ``bias_reduced`` (whose own objective needs several noise draws per signal).  Eval mode.
+    """
     was_training = model.training
     model.eval()
     est = torch.cat([model(val.x[i : i + batch_size]) for i in range(0, len(val.x), batch_size)])
@@ -404,7 +471,30 @@ def validation_metrics(
     out = {f"val_mse_{p}": float(mse[k]) for k, p in enumerate(names)}
     out.update({f"val_crb_{p}": float(crbn[k]) for k, p in enumerate(names)})
     out["val_crb_mean"] = float(crbn.mean())
+    out["val_loss"] = float(mse.mean()) if loss == "mse" else out["val_crb_mean"]
     return out
+
+
+def _ema_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """EMA update with warm-up: ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates."""
+
+    def average(avg: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = torch.clamp((1.0 + n) / (10.0 + n), max=decay).to(avg.dtype)
+        return avg * d + current * (1 - d)
+
+    return average
+
+
+def averaged_model(model: EstimatorNet, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Exponential moving average of the weights and BatchNorm statistics of ``model``.
+
+    Why: the validation loss of the last iterate jumps from epoch to epoch (by up to 10x in earlier
+    runs) because the CRB-normalized loss weights signals whose CRB spans four orders of magnitude,
+    so Adam's iterate wanders at the learning rates that train fastest.  Re-estimating BatchNorm's
+    statistics does not remove the jumps; averaging the iterates does (median jump 6x smaller,
+    benchmarks/validation_stability.py).  The averaged network is the one validated and saved.
+    """
+    return torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(decay), use_buffers=True)
 
 
 # ------------------------------------------------------------------------------------- training
@@ -462,6 +552,12 @@ def train_network(
 ) -> tuple[EstimatorNet, list[dict[str, float]]]:
     """Train one network; return the model (on CPU, eval mode, with ``.meta``) and the per-epoch history.
 
+    After every optimizer step an exponential moving average of the weights (``settings.ema_decay``,
+    :func:`averaged_model`) is updated; after every epoch that average is validated
+    (:func:`validation_metrics`), and the returned model is the average of the epoch with the lowest
+    ``val_loss`` (``meta["selected_epoch"]``), so the saved network does not depend on the luck of the
+    last epoch.  ``train_loss`` in the history is the mean training loss of the raw iterate.
+
     Args:
         train, val: data sets of the same basis and pulse train.
         settings: see `TrainSettings`.
@@ -498,6 +594,8 @@ def train_network(
             b"".join(v.detach().cpu().contiguous().numpy().tobytes() for v in init_from.state_dict().values())
         ).hexdigest()
     model.to(device)
+    ema = averaged_model(model, settings.ema_decay)
+    best: dict[str, Any] = {"epoch": 0, "val_loss": math.inf, "state": None}
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma)
     gen = torch.Generator().manual_seed(derive_seed(settings.seed, "noise"))
@@ -511,6 +609,8 @@ def train_network(
             log.warning("checkpoint %s is for other settings or data; starting afresh", ckpt_path)
         else:
             model.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            best = dict(ckpt["best"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
             gen.set_state(ckpt["generator"])
@@ -568,22 +668,26 @@ def train_network(
             if settings.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             opt.step()
+            ema.update_parameters(model)
             total += v * len(idx)
             count += len(idx)
         sched.step()
         t_train = time.perf_counter() - t0
-        metrics = validation_metrics(model, val_set, names)
+        metrics = validation_metrics(ema.module, val_set, names, loss=loss)
+        if metrics["val_loss"] < best["val_loss"] or best["state"] is None:
+            best = {"epoch": epoch, "val_loss": metrics["val_loss"],
+                    "state": {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}}
         dt = time.perf_counter() - t0
         epochs_this_run += 1
         wall = wall_before + time.perf_counter() - t_run
-        row = {"epoch": epoch, "train_loss": total / max(count, 1), **metrics, "lr": lr,
-               "epoch_time_s": dt, "samples_per_s": count / t_train, "wall_time_s": wall}
+        row = {"epoch": epoch, "train_loss": total / max(count, 1), **metrics, "best_epoch": best["epoch"],
+               "lr": lr, "epoch_time_s": dt, "samples_per_s": count / t_train, "wall_time_s": wall}
         history.append(row)
         eta = (time.perf_counter() - t_run) / epochs_this_run * (settings.epochs - epoch)
         per_param = ", ".join(f"{p} {metrics[f'val_crb_{p}']:.3g}" for p in names)
         log.info(
-            "epoch %d/%d  train %s %.4g  val CRB-normalized %.4g (%s)  lr %.3g  %.0f samples/s  ETA %s",
-            epoch, settings.epochs, loss, row["train_loss"], metrics["val_crb_mean"], per_param, lr,
+            "epoch %d/%d  train %s %.4g  val CRB-normalized %.4g (%s)  best epoch %d  lr %.3g  %.0f samples/s  ETA %s",
+            epoch, settings.epochs, loss, row["train_loss"], metrics["val_crb_mean"], per_param, best["epoch"], lr,
             row["samples_per_s"], _fmt_time(eta),
         )
         stop = should_stop is not None and should_stop()
@@ -592,6 +696,8 @@ def train_network(
                 "fingerprint": fingerprint,
                 "epoch": epoch,  # data position: the next epoch starts at its first batch
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "ema": _to_cpu(ema.state_dict()),
+                "best": best,
                 "optimizer": _to_cpu(opt.state_dict()),
                 "scheduler": sched.state_dict(),
                 "generator": gen.get_state(),
@@ -608,8 +714,12 @@ def train_network(
         if stop and epoch < settings.epochs:
             raise Interrupted(f"training {loss!r} stopped on request after epoch {epoch}/{settings.epochs}; "
                               f"checkpoint {ckpt_path}; rerun to resume")
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
     model.cpu().eval()
     model.meta = build_meta(model, settings, loss, train)  # type: ignore[assignment]
+    model.meta["selected_epoch"] = int(best["epoch"])  # type: ignore[index]
+    model.meta["selected_val_loss"] = float(best["val_loss"])  # type: ignore[index]
     return model, history
 
 
@@ -641,6 +751,8 @@ def build_meta(model: EstimatorNet, settings: TrainSettings, loss: str, data: Tr
         "architecture": model.architecture(),
         "normalization": settings.normalization,
         "estimated": list(data.estimated),
+        "nuisance": list(data.nuisance),  # unknown to the network besides its outputs (CRB, infer)
+        "known": dict(data.known),  # parameters held at known values (SI), crbnn.regime
         "units": list(data.units),
         "output_offset": model.out_offset.tolist(),
         "output_scale": model.out_scale.tolist(),

@@ -10,6 +10,7 @@ from crbnn.config_checks import ConfigError
 from crbnn.config_checks import validate_config as check_and_resolve
 from crbnn.inputs import INPUTS
 from crbnn.logging_utils import prepend_pythonpath
+from crbnn.regime import known_values
 from crbnn.sampling import derive_seed
 
 SCHEMA_DIR = Path(workflow.basedir) / "workflow" / "schemas"
@@ -112,6 +113,14 @@ def shard_paths(wildcards):
         f"results/simulate_dataset/{wildcards.name}/shard_{i}.h5"
         for i in range(n_shards(wildcards))
     ]
+
+
+def known_tissue_values(wildcards=None):
+    """Values of the tissue parameters the model holds known (crbnn.regime), from their fixed priors."""
+    model = config["model"]
+    return known_values(
+        config["priors"]["parameters"], model["estimated"], model["nuisance"]
+    )
 
 
 def gpu_request(wildcards=None):

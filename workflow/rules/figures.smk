@@ -26,6 +26,7 @@ rule plot_learning_curves:
         runtime=10,
     params:
         networks=NETWORKS,
+        init_from_crb=config["train"]["bias_reduced"]["init_from_crb"],
         dpi=config["figures"]["dpi"],
         font_scale=config["figures"]["font_scale"],
     script:
