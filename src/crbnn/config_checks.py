@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from crbnn.regime import RegimeError, check_regime
+from crbnn.regime import RegimeError, check_regime, phantom_regions
 from crbnn.sequence import PUBLIC_TR, SequenceError, check_in_r2sl_grid, load_sequence
 
 #: File name of the public pulse train (crbnn.inputs.INPUTS).
@@ -137,13 +137,7 @@ def _check_r2sl_coverage(config: Mapping[str, Any], tr: float | None) -> None:
 
 def _phantom_regions(phantom: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """(config key, region) of every tissue region of the phantoms."""
-    out: list[tuple[str, Mapping[str, Any]]] = []
-    vials = phantom.get("vials", {})
-    if "background" in vials:
-        out.append(("phantom.vials.background", vials["background"]))
-    out += [(f"phantom.vials.vials[{i}]", v) for i, v in enumerate(vials.get("vials", []))]
-    out += [(f"phantom.brain.{k}", v) for k, v in phantom.get("brain", {}).items() if isinstance(v, Mapping)]
-    return out
+    return [(f"phantom.{key}", region) for key, region in phantom_regions(phantom)]
 
 
 def _check_phantom(config: Mapping[str, Any]) -> None:

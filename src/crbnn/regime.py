@@ -76,7 +76,7 @@ def _same(a: float, b: float) -> bool:
     return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
 
 
-def _phantom_regions(phantom: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+def phantom_regions(phantom: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """``(config key, region values)`` of every phantom region in the config section ``phantom``."""
     out: list[tuple[str, Mapping[str, Any]]] = []
     vials = phantom.get("vials", {})
@@ -127,7 +127,7 @@ def check_regime(config: Mapping[str, Any]) -> dict[str, float]:
         for g, spec in config.get("grids", {}).get("sets", {}).items():
             if p in spec.get("axes", {}):
                 raise RegimeError(f"grids.sets.{g}.axes varies {p}, which the model holds known")
-        for key, r in _phantom_regions(config.get("phantom", {})):
+        for key, r in phantom_regions(config.get("phantom", {})):
             if p in r and not _same(r[p], v):
                 raise RegimeError(f"phantom.{key}.{p} = {r[p]} but {p} is known at priors.parameters.{p}.value = {v}")
     return known
