@@ -71,7 +71,7 @@ def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
     figs = macros["grid_figures"].read_text()
     assert "figures/grid_maps_bias_m0s-T1.pdf" in figs and "figures/grid_maps_std_ratio_m0s-T1.pdf" in figs
     priors = macros["priors"].read_text()
-    assert priors.count(r"\\") == 1 + len(PRIORS) and "pi/TR" in priors
+    assert priors.count(r"\\") == 1 + len(PRIORS) and r"\pi/T_R" in priors
 
 
 def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:

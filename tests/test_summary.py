@@ -57,7 +57,7 @@ def test_summarize_aggregates_existing_files(tmp_path: Path) -> None:
         summary_table=f["table"],
         config={"sigma": 0.01},
     )
-    assert set(s) == {"config", "networks", "training", "grids"}
+    assert set(s) == {"config", "networks", "training", "grids", "claims"}
     assert set(s["networks"]) == {"crb"}  # a missing file is skipped
     assert s["networks"]["crb"]["crb_loss_mean"] == pytest.approx(1.6333333)
     assert "device" not in s["networks"]["crb"] and "units" not in s["networks"]["crb"]
@@ -157,5 +157,6 @@ def test_latex_grid_figures_and_priors() -> None:
     assert figs.count(r"\begin{figure}") == 4
     assert "figures/grid_maps_sqrt_crb_T1-T2f.pdf" in figs
     table = latex_prior_table({"T2s": {"dist": "truncnormal", "mean": 1.4e-5, "std": 4e-6, "low": 5e-6, "high": 2.1e-5}})
-    assert r"T2s & truncnormal & mean \ensuremath{1.4\times10^{-5}}" in table
+    assert r"T2s & s & truncated normal & $\mathcal{N}$(\ensuremath{1.4\times10^{-5}}, \ensuremath{4\times10^{-6}}) on" in table
+    assert "transform" not in table and "SI" not in table
     assert table.rstrip().endswith(r"\end{tabular}")

@@ -49,6 +49,7 @@ def manuscript_figures(wildcards=None):
     figs = [
         "results/figures/learning_curves.pdf",
         "results/figures/error_distribution.pdf",
+        "results/figures/snr_sweep.pdf",
     ]
     figs += [
         f"results/figures/grid_maps_{q}_{g}.pdf"
