@@ -133,6 +133,24 @@ def check_regime(config: Mapping[str, Any]) -> dict[str, float]:
     return known
 
 
+def regime_description(estimated: Sequence[str], nuisance: Sequence[str], known: Mapping[str, float]) -> str:
+    """One plain-text sentence naming the regime (for the manuscript and summaries).
+
+    >>> regime_description(["m0s", "T1", "T2f"], ["M0_re", "M0_im", "omega0", "B1"], {"Rex": 13.6, "T2s": 1.25e-5})
+    'estimated m0s, T1, T2f; unknown nuisance complex M0, omega0, B1; known Rex = 13.6 1/s, T2s = 12.5 us'
+    """
+    units = {"Rex": (1.0, "1/s"), "T2s": (1e6, "us"), "T1": (1.0, "s"), "T2f": (1e3, "ms"), "omega0": (1.0, "rad/s")}
+    nui = [p for p in nuisance if p not in M0_PARAMETERS]
+    if set(M0_PARAMETERS) <= set(nuisance):
+        nui = ["complex M0", *nui]
+    kn = []
+    for p, v in known.items():
+        scale, unit = units.get(p, (1.0, ""))
+        kn.append(f"{p} = {v * scale:.4g} {unit}".rstrip())
+    text = f"estimated {', '.join(estimated)}; unknown nuisance {', '.join(nui) or 'none'}"
+    return text + (f"; known {', '.join(kn)}" if kn else "; no parameter known")
+
+
 #: Reference points of the regime comparison (SI; the other tissue parameters from ``grids.fixed``):
 #: low, white-matter-like and high m0s on the m0s x T1 grid, and a T2f point of the T1 x T2f grid.
 REFERENCE_POINTS: tuple[dict[str, float], ...] = (

@@ -36,6 +36,8 @@ from numpy.typing import NDArray
 
 from .evaluation import Estimator, noisy_coefficients, point_statistics
 
+#: Coverage of the bootstrap intervals (percent): the 2.5 and 97.5 percentiles.
+INTERVAL_PERCENT = 95
 #: Sweep statistics and how each aggregates the per-sample values.
 SWEEP_STATISTICS: tuple[str, ...] = ("mean_loss", "median_loss", "median_abs_bias", "median_std")
 
@@ -92,7 +94,8 @@ def bootstrap_statistics(
         x = per[name]
         value = _aggregate(name, x, axis=0)
         boot = np.stack([_aggregate(name, x[i], axis=0) for i in idx]) if n_boot > 0 else value[None]
-        out[name] = (value, np.nanpercentile(boot, 2.5, axis=0), np.nanpercentile(boot, 97.5, axis=0))
+        tail = (100 - INTERVAL_PERCENT) / 2
+        out[name] = (value, np.nanpercentile(boot, tail, axis=0), np.nanpercentile(boot, 100 - tail, axis=0))
     return out
 
 
