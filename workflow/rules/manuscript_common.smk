@@ -54,7 +54,9 @@ def summary_config(wildcards=None):
         "snr_sweep_snrs": config["evaluate"]["snr_sweep"]["snrs"],
         "snr_sweep_realizations": config["evaluate"]["snr_sweep"]["realizations"],
         "snr_sweep_nlls_samples": config["evaluate"]["snr_sweep"]["nlls_samples"],
-        "snr_sweep_nlls_realizations": config["evaluate"]["snr_sweep"]["nlls_realizations"],
+        "snr_sweep_nlls_realizations": config["evaluate"]["snr_sweep"][
+            "nlls_realizations"
+        ],
         "snr_sweep_interval_percent": INTERVAL_PERCENT,
     }
 
