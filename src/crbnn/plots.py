@@ -173,6 +173,54 @@ def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool | None =
     return fig
 
 
+# ------------------------------------------------------------------------------- SNR sweep
+
+SWEEP_ROWS: dict[str, str] = {
+    "mean_loss": "mean CRB-normalized loss",
+    "median_abs_bias": r"median |bias| / $\sqrt{\mathrm{CRB}}$",
+    "median_std": r"median std / $\sqrt{\mathrm{CRB}}$",
+}
+
+
+def plot_snr_sweep(ds: Any) -> Any:
+    """Estimators against the CRB over SNR (``results/evaluate_snr_sweep/sweep.nc``, crbnn.snr_sweep).
+
+    Rows: mean CRB-normalized loss (log scale, dashed line at 1 = efficient unbiased estimator),
+    median |bias|/sqrt(CRB) and median std/sqrt(CRB) (line at 1); columns: the estimated parameters
+    and their mean; bands: 95 % bootstrap intervals over the test samples; log SNR axis.
+    """
+    import matplotlib.pyplot as plt
+
+    params = [str(p) for p in ds["parameter"].values]
+    fig, axes = plt.subplots(len(SWEEP_ROWS), len(params), figsize=(2.5 * len(params), 2.2 * len(SWEEP_ROWS)),
+                             sharex=True, sharey="row", squeeze=False)
+    snr = ds["snr"].values
+    for i, (stat, label) in enumerate(SWEEP_ROWS.items()):
+        for j, p in enumerate(params):
+            ax = axes[i, j]
+            for e in ds["estimator"].values:
+                e = str(e)
+                v = ds[stat].sel(estimator=e, parameter=p).values
+                lo = ds[f"{stat}_lo"].sel(estimator=e, parameter=p).values
+                hi = ds[f"{stat}_hi"].sel(estimator=e, parameter=p).values
+                ax.plot(snr, v, color=estimator_color(e), marker="o", ms=3, label=estimator_label(e))
+                ax.fill_between(snr, lo, hi, color=estimator_color(e), alpha=0.2, lw=0)
+            if stat != "median_abs_bias":
+                ax.axhline(1.0, color="k", ls="--", lw=0.8)
+            if stat == "mean_loss":
+                ax.set_yscale("log")
+                ax.set_title("mean over parameters" if p == "mean" else PARAMETER_LABELS.get(p, p))
+            ax.set_xscale("log")
+            ax.set_xticks(snr, [f"{s:g}" for s in snr], minor=False)
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+            if i == len(SWEEP_ROWS) - 1:
+                ax.set_xlabel(r"SNR = $|M_0|/\sigma$")
+        axes[i, 0].set_ylabel(label)
+    axes[0, 0].legend(loc="best", fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------------- grid maps
 
 QUANTITIES: dict[str, str] = {

@@ -131,3 +131,73 @@ def check_regime(config: Mapping[str, Any]) -> dict[str, float]:
             if p in r and not _same(r[p], v):
                 raise RegimeError(f"phantom.{key}.{p} = {r[p]} but {p} is known at priors.parameters.{p}.value = {v}")
     return known
+
+
+def regime_description(estimated: Sequence[str], nuisance: Sequence[str], known: Mapping[str, float]) -> str:
+    """One plain-text sentence naming the regime (for the manuscript and summaries).
+
+    >>> regime_description(["m0s", "T1", "T2f"], ["M0_re", "M0_im", "omega0", "B1"], {"Rex": 13.6, "T2s": 1.25e-5})
+    'estimated m0s, T1, T2f; unknown nuisance complex M0, omega0, B1; known Rex = 13.6 1/s, T2s = 12.5 us'
+    """
+    units = {"Rex": (1.0, "1/s"), "T2s": (1e6, "us"), "T1": (1.0, "s"), "T2f": (1e3, "ms"), "omega0": (1.0, "rad/s")}
+    nui = [p for p in nuisance if p not in M0_PARAMETERS]
+    if set(M0_PARAMETERS) <= set(nuisance):
+        nui = ["complex M0", *nui]
+    kn = []
+    for p, v in known.items():
+        scale, unit = units.get(p, (1.0, ""))
+        kn.append(f"{p} = {v * scale:.4g} {unit}".rstrip())
+    text = f"estimated {', '.join(estimated)}; unknown nuisance {', '.join(nui) or 'none'}"
+    return text + (f"; known {', '.join(kn)}" if kn else "; no parameter known")
+
+
+#: Reference points of the regime comparison (SI; the other tissue parameters from ``grids.fixed``):
+#: low, white-matter-like and high m0s on the m0s x T1 grid, and a T2f point of the T1 x T2f grid.
+REFERENCE_POINTS: tuple[dict[str, float], ...] = (
+    {"m0s": 0.05, "T1": 1.3},
+    {"m0s": 0.13, "T1": 1.3},
+    {"m0s": 0.20, "T1": 1.8},
+    {"T1": 1.5, "T2f": 0.10},
+)
+#: Every tissue parameter unknown besides complex M0 (the nine-unknown regime).
+ALL_NUISANCE: tuple[str, ...] = ("M0_re", "M0_im", "Rex", "T2s", "omega0", "B1")
+
+
+def compare_regimes(
+    sequence: Any,
+    basis_u: Any,
+    fixed: Mapping[str, float],
+    estimated: Sequence[str],
+    nuisance: Sequence[str],
+    *,
+    M0_abs: float,
+    sigma: float,
+    points: Sequence[Mapping[str, float]] = REFERENCE_POINTS,
+    r2sl: Any = None,
+) -> list[dict[str, Any]]:
+    """sqrt(CRB) of the estimated parameters at reference points in the config's regime and with all
+    nine parameters unknown, at ``|M0| = M0_abs`` and noise ``sigma``.
+
+    Returns one dict per point: ``point`` (its tissue values), ``sqrt_crb`` and ``sqrt_crb_all_unknown``
+    (``{parameter: value}``, SI units) and ``ratio`` (all unknown / regime).
+    """
+    import numpy as np
+
+    from .simulation import simulate_coefficients
+
+    rows = np.array([[float({**fixed, **pt}[p]) for p in TISSUE_PARAMETERS] for pt in points])
+    scale = float(sigma) / float(M0_abs)
+    out = []
+    crbs = {}
+    for name, nui in (("regime", tuple(nuisance)), ("all", ALL_NUISANCE)):
+        res = simulate_coefficients(np.asarray(sequence.alpha), np.asarray(sequence.trf), float(sequence.tr),
+                                    np.asarray(basis_u), rows, tuple(estimated), nui, r2sl=r2sl)
+        crbs[name] = np.sqrt(res["crb"]) * scale
+    for i, pt in enumerate(points):
+        out.append({
+            "point": {p: float(v) for p, v in pt.items()},
+            "sqrt_crb": {p: float(crbs["regime"][i, k]) for k, p in enumerate(estimated)},
+            "sqrt_crb_all_unknown": {p: float(crbs["all"][i, k]) for k, p in enumerate(estimated)},
+            "ratio": {p: float(crbs["all"][i, k] / crbs["regime"][i, k]) for k, p in enumerate(estimated)},
+        })
+    return out

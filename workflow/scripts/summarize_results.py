@@ -16,7 +16,11 @@ def main(snakemake):
         histories=dict(zip(losses, snakemake.input.histories)),
         summary_table=snakemake.input.table,
         config=config,
+        snr_sweep=snakemake.input.sweep,
+        regimes=snakemake.input.regimes,
+        grids=dict(zip(snakemake.params.grids, snakemake.input.grids)),
     )
+    log.info("claims: %s", summary["claims"])
     log.info("summary sections: %s", sorted(summary))
     write_json(snakemake.output.summary, summary)
 
