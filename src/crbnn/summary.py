@@ -514,7 +514,9 @@ def latex_prior_table(priors: Mapping[str, Mapping[str, Any]], digits: int = 3) 
     """
     lines = [r"\begin{tabular}{lllp{0.45\linewidth}}", r"\toprule", r"parameter & unit & distribution & values \\",
              r"\midrule"]
-    for name, spec in priors.items():
+    order = list(PRIOR_UNITS)
+    for name in sorted(priors, key=lambda p: order.index(p) if p in order else len(order)):
+        spec = priors[name]
         dist, text = prior_text(spec, digits)
         unit = PRIOR_UNITS.get(name, "")
         if spec.get("units", "SI") == "pi/TR":
@@ -532,9 +534,10 @@ def latex_snr_table(sweep: Mapping[str, Any], digits: int = 3) -> str:
     >>> print(latex_snr_table(s).splitlines()[4])
     50 & 1.1 [1, 1.2] \\
     """
-    from .plots import estimator_label
+    from .plots import ESTIMATOR_STYLE, estimator_label
 
-    ests = list(sweep)
+    order = list(ESTIMATOR_STYLE)
+    ests = sorted(sweep, key=lambda e: order.index(e) if e in order else len(order))
     snrs = sorted({k for e in ests for k in sweep[e]}, key=lambda k: float(k[3:]))
     lines = [rf"\begin{{tabular}}{{l{'l' * len(ests)}}}", r"\toprule",
              "SNR & " + " & ".join(latex_escape(estimator_label(e)) for e in ests) + r" \\", r"\midrule"]
