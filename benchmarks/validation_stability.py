@@ -11,7 +11,9 @@ four ways:
 * ``median``: the median, over samples, of the per-sample error/CRB (robust to a few signals with
   tiny CRB);
 * ``ema``: eval mode of an exponential moving average of the weights (``--ema-decay`` per step,
-  torch.optim.swa_utils.AveragedModel), BatchNorm running statistics averaged alike.
+  crbnn.training.averaged_model, with warm-up), BatchNorm running statistics averaged alike;
+* ``grad_norm_median`` / ``grad_norm_max``: the gradient's global L2 norm over the epoch's steps
+  (before clipping with ``--grad-clip``).
 
 The epoch-to-epoch jump is ``|log(L_e / L_{e-1})|``; the script prints its median and maximum for each
 measure over the last half of training.  Usage::
@@ -31,8 +33,8 @@ import numpy as np
 import torch
 
 from crbnn.losses import compute_loss, crb_normalized_errors
-from crbnn.training import (TrainSettings, derive_seed, draw_noisy, init_model, make_validation_set,
-                            normalize_inputs, read_training_data, recalibrate_batchnorm)
+from crbnn.training import (TrainSettings, averaged_model, derive_seed, draw_noisy, init_model,
+                            make_validation_set, normalize_inputs, read_training_data, recalibrate_batchnorm)
 
 
 def _val(model, val, mode: str) -> tuple[float, float]:
@@ -54,6 +56,7 @@ def main() -> None:
     ap.add_argument("--recal-batches", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ema-decay", type=float, default=0.99)
+    ap.add_argument("--grad-clip", type=float, default=None, help="clip the gradient's global L2 norm")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -67,14 +70,13 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s.lr_step_epochs, gamma=s.lr_gamma)
     gen = torch.Generator().manual_seed(derive_seed(s.seed, "noise"))
     vs = make_validation_set(val, s, torch.device("cpu"))
-    ema = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(a.ema_decay), use_buffers=True
-    )
+    ema = averaged_model(model, a.ema_decay)
     rows = []
     n, bs = len(train), s.batch_size
     for epoch in range(1, a.epochs + 1):
         t0 = time.perf_counter()
         model.train()
+        norms: list[float] = []
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n - 1, bs):
             idx = perm[start : start + bs]
@@ -84,6 +86,8 @@ def main() -> None:
             loss = compute_loss(a.loss, model(x), train.targets[idx], crb)
             opt.zero_grad()
             loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip or float("inf"))
+            norms.append(float(norm))
             opt.step()
             ema.update_parameters(model)
         sched.step()
@@ -93,6 +97,7 @@ def main() -> None:
         recalibrate_batchnorm(model, train.coefficients, s, torch.Generator().manual_seed(epoch), batches=a.recal_batches)
         row["recal"], _ = _val(model, vs, "eval")
         row["ema"], _ = _val(ema.module, vs, "eval")
+        row["grad_norm_median"], row["grad_norm_max"] = float(np.median(norms)), float(np.max(norms))
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)

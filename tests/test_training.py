@@ -112,7 +112,7 @@ def test_training_lowers_validation_loss(toy: dict[str, Path]) -> None:
 
 def test_resume_equals_uninterrupted(toy: dict[str, Path], tmp_path: Path) -> None:
     train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
-    s = settings(epochs=4, checkpoint_every=2)
+    s = settings(epochs=4, checkpoint_every=2, grad_clip_factor=1.5)  # clipping state is resumed too
     ref, ref_hist = train_network(train, val, s, "mse")
 
     class Killed(Exception):
@@ -223,3 +223,22 @@ def test_ema_warm_up_and_decay() -> None:
     assert float(avg(zero, one, torch.tensor(10_000))) == pytest.approx(0.01)
     # decay 0: the average is the current iterate
     assert float(_ema_average(0.0)(zero, one, torch.tensor(50))) == 1.0
+
+
+def test_adaptive_clip_caps_outlier_gradients() -> None:
+    from crbnn.training import CLIP_WINDOW, clip_adaptive
+
+    lin = torch.nn.Linear(2, 1, bias=False)
+    norms: list[float] = []
+    for k in range(30):  # 30 steps with gradient norm 1 (no clipping during the first 20 steps)
+        lin.weight.grad = torch.tensor([[0.6, 0.8]])
+        assert clip_adaptive(lin, norms, 3.0) == pytest.approx(1.0)
+    lin.weight.grad = torch.tensor([[60.0, 80.0]])  # an outlier batch: norm 100
+    assert clip_adaptive(lin, norms, 3.0) == pytest.approx(100.0)
+    assert float(lin.weight.grad.norm()) == pytest.approx(3.0, rel=1e-5)  # clipped to 3 x median
+    lin.weight.grad = torch.tensor([[1.2, 1.6]])  # norm 2 < 3: untouched
+    clip_adaptive(lin, norms, 3.0)
+    assert float(lin.weight.grad.norm()) == pytest.approx(2.0)
+    for _ in range(CLIP_WINDOW):
+        clip_adaptive(lin, norms, 3.0)
+    assert len(norms) == CLIP_WINDOW
