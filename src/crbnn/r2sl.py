@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from scipy.interpolate import CubicSpline
 
 from .greens import greens_superlorentzian
+from .io import atomic_write, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -226,15 +227,11 @@ class R2slTable:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the table to HDF5 atomically (datasets tau, omega, rho; attribute grid as JSON)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with h5py.File(tmp, "w") as f:
+        with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
             f["tau"] = self.tau
             f["omega"] = self.omega
             f["rho"] = self.rho
             f.attrs["grid"] = json.dumps(self.grid, sort_keys=True)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "R2slTable":
@@ -307,10 +304,6 @@ class R2slTable:
         dr2sl_db1 = drho_dom * (aa / trf)
         return r2sl, dr2sl_dt2s, dr2sl_db1
 
-
-def cache_dir() -> Path:
-    """Directory of the on-disk table cache: ``$CRBNN_CACHE_DIR`` or ``~/.cache/crbnn``."""
-    return Path(os.environ.get("CRBNN_CACHE_DIR", Path.home() / ".cache" / "crbnn"))
 
 
 _DEFAULT: dict[str, R2slTable] = {}

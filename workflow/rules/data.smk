@@ -23,6 +23,7 @@ rule fetch_inputs:
         runtime=30,
     params:
         data_dir=config["inputs"]["data_dir"],
+        mirror_url=INPUTS_MIRROR_URL,
         timeout=config["inputs"]["download_timeout"],
     script:
         "../scripts/fetch_inputs.py"
