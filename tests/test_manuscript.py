@@ -25,7 +25,7 @@ SUMMARY = {
         "n_pulses": 1142, "tr": 0.0035, "epochs": 800, "batch_size": 1024, "lr": 0.01, "network": "paper",
         "losses": ["mse", "crb"], "estimated": ["m0s", "T1", "T2f"], "nuisance": ["M0_re", "Rex"],
         "sequence_source": "public", "basis_source": "public", "train_sigma": 0.01, "train_m0_min": 0.1,
-        "train_m0_max": 1.0, "nlls_grid_realizations": 2, "grids": {"m0s-T1": {"points": 16, "realizations": 4}},
+        "train_m0_max": 1.0, "nlls_grid_realizations": 2, "test_realizations": 20, "grids": {"m0s-T1": {"points": 16, "realizations": 4}},
         "priors": PRIORS,
     },
     "networks": {

@@ -62,6 +62,7 @@ def summary_config(wildcards=None):
             for g, s in config["grids"]["sets"].items()
         },
         "nlls_grid_realizations": config["nlls"]["grid_realizations"],
+        "test_realizations": config["train"]["test"]["realizations"],
         "priors": config["priors"]["parameters"],
     }
 
