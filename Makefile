@@ -68,5 +68,13 @@ dryrun: $(STAMP)
 	$(BIN)/snakemake -n --quiet rules --configfile config/test.yaml
 	$(BIN)/snakemake -n --quiet rules --configfile config/paper.yaml
 
+# docs/reference-run.json from a finished run and the README block generated from it.
+# RUN: the run folder (holds results/ and .snakemake/log); CONFIG: its config files.
+RUN ?=
+CONFIG ?= config/config.yaml
+reference-record: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make reference-record RUN=<run dir> [CONFIG='config/config.yaml ...']"; exit 2; }
+	$(BIN)/python -m crbnn.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md
+
 clean:
 	rm -rf results resources
