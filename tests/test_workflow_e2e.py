@@ -53,6 +53,15 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     return work
 
 
+def test_changing_the_input_source_reruns_nothing(e2e_run: Path, data_dir: Path) -> None:
+    """The inputs are sha256-pinned: another data_dir or a mirror must not make the run stale."""
+    overlay = e2e_run / "overlay_source.yaml"
+    overlay.write_text(f"inputs:\n  data_dir: {str(data_dir) + '/'!r}\n  mirror_url: http://127.0.0.1:9/x\n")
+    proc = run_snakemake(e2e_run, "--cores", "1", "-n", *E2E_TARGETS, "--configfile",
+                         str(REPO / "config" / "test.yaml"), str(overlay))
+    assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
 def test_resources(e2e_run: Path) -> None:
     seq = load_sequence(e2e_run / "resources" / "sequence.h5")
     assert len(seq) == 1142 and seq.tr == pytest.approx(3.5e-3)

@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from crbnn.inputs import INPUTS, resolve_mirror_url
+from crbnn.inputs import INPUTS
 from crbnn.logging_utils import prepend_pythonpath
 from crbnn.sampling import derive_seed
 
@@ -112,8 +112,6 @@ def env(family):
 
 
 INPUT_NAMES = sorted(INPUTS)
-# inputs.mirror_url, else $CRBNN_MIRROR_URL, else None (pinned URLs); resolved once at parse time
-INPUTS_MIRROR_URL = resolve_mirror_url(config["inputs"]["mirror_url"])
 INPUT_RE = "|".join(re.escape(n) for n in INPUT_NAMES)
 SAMPLED_TABLES = ("train", "val", "test")
 TABLE_RE = r"train|val|test|grid_[A-Za-z0-9-]+"
