@@ -69,12 +69,14 @@ dryrun: $(STAMP)
 	$(BIN)/snakemake -n --quiet rules --configfile config/paper.yaml
 
 # docs/reference-run.json from a finished run and the README block generated from it.
-# RUN: the run folder (holds results/ and .snakemake/log); CONFIG: its config files.
+# RUN: the run folder (holds results/ and .snakemake/log); CONFIG: its config files; WALL: the
+# wall time in s (default: from the newest complete Snakemake log of RUN, i.e. its last invocation).
 RUN ?=
 CONFIG ?= config/config.yaml
+WALL ?=
 reference-record: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make reference-record RUN=<run dir> [CONFIG='config/config.yaml ...']"; exit 2; }
-	$(BIN)/python -m crbnn.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md
+	$(BIN)/python -m crbnn.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md $(if $(WALL),--wall-time $(WALL))
 
 clean:
 	rm -rf results resources

@@ -39,9 +39,19 @@ def run_dir(tmp_path: Path) -> Path:
     logs.mkdir(parents=True)
     start = float(int(time.time()) - 2000)  # whole seconds: the log name has no fraction here
     name = time.strftime("%Y-%m-%dT%H%M%S", time.localtime(start)) + ".000000.snakemake.log"
-    (logs / name).write_text("...\n4 of 4 steps (100%) done\n")
-    os.utime(logs / name, (start + 1014, start + 1014))
-    (logs / "2099-01-01T000000.000000.snakemake.log").write_text("interrupted\n")  # incomplete: ignored
+    (logs / name).write_text("...\n3 of 4 steps (75%) done\n")  # interrupted ...
+    os.utime(logs / name, (start + 1000, start + 1000))
+    name = time.strftime("%Y-%m-%dT%H%M%S", time.localtime(start + 1500)) + ".000000.snakemake.log"
+    (logs / name).write_text("...\n1 of 1 steps (100%) done\n")  # ... and resumed: 14 s more
+    os.utime(logs / name, (start + 1514, start + 1514))
+    old = start - 90000  # a run before `make clean`: ended before the current results
+    name = time.strftime("%Y-%m-%dT%H%M%S", time.localtime(old)) + ".000000.snakemake.log"
+    (logs / name).write_text("...\n70 of 70 steps (100%) done\n")
+    os.utime(logs / name, (old + 5000, old + 5000))
+    (logs / "2099-01-01T000000.000000.snakemake.log").write_text("Building DAG of jobs...\n")  # ran no job
+    bench_time = start + 10
+    for tsv in (run / "results" / "benchmarks").rglob("*.tsv"):
+        os.utime(tsv, (bench_time, bench_time))
     return run
 
 

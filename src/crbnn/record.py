@@ -79,19 +79,30 @@ _LOG_NAME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{6}\.\d+)\.snakemake\.log$")
 
 
 def run_wall_time(run_dir: PathLike) -> float | None:
-    """Wall time (s) of the newest complete Snakemake run in ``run_dir`` (``.snakemake/log``).
+    """Wall time (s) that Snakemake spent producing the current results of ``run_dir``.
 
-    Start: the time in the log's name; end: the log's last modification.  A log counts as complete
-    when it reports ``(100%) done``.  None when there is no such log.
+    The sum over the Snakemake logs (``.snakemake/log``) that ran jobs (``steps (`` progress lines)
+    and ended after the first benchmark of the current results was written (older logs belong to
+    earlier runs, e.g. before ``make clean``); one log spans from the time in its name to its last
+    modification.  A run split into several invocations (interrupted and resumed, or the PDF added
+    later) counts each invocation once.  None without a complete run (no log says ``(100%) done``).
     """
-    logs = sorted((Path(run_dir) / ".snakemake" / "log").glob("*.snakemake.log"))
-    for log in reversed(logs):
+    run = Path(run_dir)
+    bench = [p.stat().st_mtime for p in (run / "results" / "benchmarks").rglob("*.tsv")]
+    if not bench:
+        return None
+    first = min(bench)
+    total, complete = 0.0, False
+    for log in sorted((run / ".snakemake" / "log").glob("*.snakemake.log")):
         m = _LOG_NAME.search(log.name)
-        if not m or "(100%) done" not in log.read_text(errors="replace"):
+        end = log.stat().st_mtime
+        text = log.read_text(errors="replace")
+        if not m or "steps (" not in text or end < first:
             continue
         start = dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H%M%S.%f").timestamp()
-        return max(0.0, log.stat().st_mtime - start)
-    return None
+        total += max(0.0, end - start)
+        complete = complete or "(100%) done" in text
+    return total if complete else None
 
 
 def machine_info() -> dict[str, Any]:
@@ -204,6 +215,12 @@ def _g(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _ordered(by_loss: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Items in the order of :data:`LOSS_LABELS`, other losses after them alphabetically."""
+    rank = {k: i for i, k in enumerate(LOSS_LABELS)}
+    return sorted(by_loss.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
 def render_block(record: Mapping[str, Any]) -> str:
     """The README text generated from ``record`` (without the markers)."""
     m = record.get("machine", {})
@@ -221,7 +238,7 @@ def render_block(record: Mapping[str, Any]) -> str:
     if nets:
         draws = sorted({n.get("realizations") for n in nets.values() if n.get("realizations")})
         per = f"; {', '.join(map(str, draws))} noise draws per test sample" if draws else ""
-        parts = [f"**{_g(n['crb_loss_mean'])}** {LOSS_LABELS.get(k, k)}" for k, n in nets.items() if "crb_loss_mean" in n]
+        parts = [f"**{_g(n['crb_loss_mean'])}** {LOSS_LABELS.get(k, k)}" for k, n in _ordered(nets) if "crb_loss_mean" in n]
         lines.append(
             f"* Test-set CRB-normalized loss of the networks (mean over the estimated parameters{per}; "
             f"1 = an efficient unbiased estimator): {', '.join(parts)}."
@@ -233,7 +250,7 @@ def render_block(record: Mapping[str, Any]) -> str:
         )
     train = record.get("training", {})
     if train:
-        parts = [f"{LOSS_LABELS.get(k, k)} {fmt_duration(t['wall_time_s'])}" for k, t in train.items() if "wall_time_s" in t]
+        parts = [f"{LOSS_LABELS.get(k, k)} {fmt_duration(t['wall_time_s'])}" for k, t in _ordered(train) if "wall_time_s" in t]
         lines.append(f"* Training wall time per network: {', '.join(parts)}.")
     rules = sorted(record.get("rules", {}).items(), key=lambda kv: -kv[1]["s"])[:TOP_RULES]
     if rules:
