@@ -4,7 +4,10 @@ Prints microseconds per signal for 1 thread and for all threads (and CUDA when p
 plain reference (per-pulse scipy.linalg.expm loop, signal only, no derivatives), and the peak
 resident memory for two batch counts (memory must stay flat: signals are streamed in batches).
 
-    python benchmarks/simulate.py [--data-dir ../shared/data] [--signals 64]
+    python benchmarks/simulate.py [--data-dir DIR] [--signals 64]
+
+Without --data-dir the public inputs come from crbnn.inputs.cached_inputs ($CRBNN_DATA_DIR, else
+the user cache, filled once from the pinned URLs or $CRBNN_MIRROR_URL).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 
 from crbnn.basis import load_basis
+from crbnn.inputs import cached_inputs
 from crbnn.physics import PAPER_PARAMETERS
 from crbnn.r2sl import default_table
 from crbnn.reference import steady_state_signal
@@ -35,11 +39,11 @@ def table(n: int, seed: int = 0) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-dir", default=None, help="folder with the public inputs (default: crbnn.inputs.cached_inputs())")
     ap.add_argument("--signals", type=int, default=64)
     ap.add_argument("--reference-signals", type=int, default=2)
     args = ap.parse_args()
-    d = Path(args.data_dir)
+    d = Path(args.data_dir) if args.data_dir else cached_inputs()
     seq = load_sequence(d / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)
     u = load_basis(d / "basis_for_compress.mat", rank=13).u
     r2sl = default_table()
