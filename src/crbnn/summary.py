@@ -101,6 +101,10 @@ HEADLINE_ALIASES = {
         for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"), ("NLLS", "nlls"))
     },
     **{
+        f"Sweep{net}FiftyMedian": ("snr_sweep", key, "SNR50", "mean", "median_loss")
+        for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"), ("NLLS", "nlls"))
+    },
+    **{
         f"Sweep{net}Ten": ("snr_sweep", key, "SNR10", "mean", "mean_loss")
         for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"), ("NLLS", "nlls"))
     },
