@@ -188,6 +188,13 @@ def build_record(
         "config": summary.get("config", {}),
         "networks": networks,
         "training": training,
+        "claims": summary.get("claims", {}),
+        "regimes": summary.get("regimes", {}),
+        "snr_sweep": {
+            est: {snr: by_par["mean"]["mean_loss"] for snr, by_par in v.items() if "mean" in by_par}
+            for est, v in summary.get("snr_sweep", {}).items()
+        },
+        "nlls_efficiency": summary.get("nlls_efficiency", {}),
         "wall_time_s": wall,
         "n_jobs": len(jobs),
         "rules": rule_totals(jobs),
@@ -243,6 +250,38 @@ def render_block(record: Mapping[str, Any]) -> str:
             f"* Test-set CRB-normalized loss of the networks (mean over the estimated parameters{per}; "
             f"1 = an efficient unbiased estimator): {', '.join(parts)}."
         )
+    claims = record.get("claims", {})
+    if "verdict" in claims:
+        yes = {True: "yes", False: "no"}
+        lines.append(
+            f"* The paper's claim **{claims['verdict']}** (`claims` in `results/summary.json`): CRB network within "
+            f"{claims.get('tolerance_mean', 0.2):g} of 1 (each parameter within {claims.get('tolerance_each', 0.4):g}): "
+            f"{yes[claims['crb_loss_near_one']]}; MSE network's loss / CRB network's: {_g(claims['mse_over_crb'])}; CRB "
+            f"network closer to 1 than the MSE network at every SNR >= {claims.get('min_snr', 35):g}: "
+            f"{yes[claims['sweep_crb_closer_high_snr']]}."
+        )
+    wm = record.get("regimes", {}).get("point2")
+    if wm:
+        pt = ", ".join(f"{k} {v:g}" for k, v in wm["point"].items())
+        known, full = wm["sqrt_crb"]["m0s"], wm["sqrt_crb_all_unknown"]["m0s"]
+        lines.append(
+            f"* The regime: sqrt(CRB) of m0s at {pt} (SNR 50) is {_g(known)} with Rex and T2s known and "
+            f"{_g(full)} with all nine parameters unknown ({full / known:.1f} times wider)."
+        )
+    eff = record.get("nlls_efficiency", {}).get("m0s-T1")
+    if eff:
+        vals = ", ".join(f"{p} {_g(eff[p])}" for p in sorted((p for p in eff if p != "points"),
+                                                                key=lambda p: ("m0s", "T1", "T2f").index(p) if p in ("m0s", "T1", "T2f") else 9))
+        lines.append(f"* NLLS on the m0s x T1 grid where sqrt(CRB) < prior width / 5: median std/sqrt(CRB) {vals}.")
+    sweep = record.get("snr_sweep", {})
+    if sweep:
+        snrs = sorted({k for v in sweep.values() for k in v}, key=lambda k: float(k[3:]))
+        order = [e for e in ("nlls", "mse", "crb", "bias_reduced") if e in sweep] + sorted(set(sweep) - {"nlls", "mse", "crb", "bias_reduced"})
+        label = {"nlls": "NLLS", **LOSS_LABELS}
+        lines += ["", "SNR sweep, mean CRB-normalized loss over m0s, T1, T2f (test set; `results/evaluate_snr_sweep/sweep.csv`):", "",
+                  "| SNR | " + " | ".join(label.get(e, e) for e in order) + " |", "|---" * (len(order) + 1) + "|"]
+        lines += [f"| {k[3:]} | " + " | ".join(_g(sweep[e][k]) if k in sweep[e] else "-" for e in order) + " |" for k in snrs]
+        lines.append("")
     if record.get("wall_time_s") is not None:
         lines.append(
             f"* Run time: **{fmt_duration(record['wall_time_s'])}** for the whole workflow "
