@@ -433,7 +433,8 @@ def fit_nlls(
     bounds : ``{name: (lower, upper)}`` in SI units for every fitted parameter (the prior's support;
         T2s and B1 must lie inside the R2sl table).
     nominal : start (and fixed) values of every tissue parameter, SI units.
-    fit : the fitted tissue parameters (default all seven); the others are held at ``nominal``.
+    fit : the fitted tissue parameters (default all seven; the workflow fits the regime's unknowns,
+        ``crbnn.regime``); the others are held at ``nominal``.
     start : start values: None (dictionary match, or ``nominal`` without ``dictionary``), an array
         [n, len(fit)], or ``{name: [n] values}`` for some fitted parameters (e.g. a network's m0s,
         T1, T2f; the rest from ``nominal``).  Starts are clipped into the bounds.
