@@ -71,8 +71,11 @@ if _HAVE_NUMBA:
     @numba.njit(parallel=True, cache=True)
     def _affine_recurrence_nb(u, q, g, gc):  # pragma: no cover - compiled
         s_count, n, d, kk = q.shape
+        rows = g.shape[2]
         for s in numba.prange(s_count):
-            for i in range(d):
+            cur = np.zeros((d, kk))
+            nxt = np.empty((d, kk))
+            for i in range(rows):
                 for j in range(kk):
                     g[s, 0, i, j] = 0.0
             for t in range(1, n):
@@ -80,13 +83,19 @@ if _HAVE_NUMBA:
                     for j in range(kk):
                         acc = q[s, t, i, j]
                         for k in range(d):
-                            acc += u[s, t, i, k] * g[s, t - 1, k, j]
-                        g[s, t, i, j] = acc
+                            acc += u[s, t, i, k] * cur[k, j]
+                        nxt[i, j] = acc
+                for i in range(d):
+                    for j in range(kk):
+                        cur[i, j] = nxt[i, j]
+                for i in range(rows):
+                    for j in range(kk):
+                        g[s, t, i, j] = cur[i, j]
             for i in range(d):
                 for j in range(kk):
                     acc = q[s, 0, i, j]
                     for k in range(d):
-                        acc += u[s, 0, i, k] * g[s, n - 1, k, j]
+                        acc += u[s, 0, i, k] * cur[k, j]
                     gc[s, i, j] = acc
 
 
@@ -112,8 +121,11 @@ def prefix_products(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(phi), torch.from_numpy(a)
 
 
-def affine_recurrence(u: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """g [S, N, d, K] with g[:, 0] = 0, g_n = U_n g_{n-1} + q_n, and g_cycle = U_1 g_N + q_1 [S, d, K].
+def affine_recurrence(u: torch.Tensor, q: torch.Tensor, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """g [S, N, rows, K] with g[:, 0] = 0, g_n = U_n g_{n-1} + q_n, and g_cycle = U_1 g_N + q_1 [S, d, K].
+
+    Only the first ``rows`` rows of every g_n are returned (all d by default); the recurrence itself
+    runs on all rows.
 
     >>> u = torch.eye(2, dtype=torch.float64).repeat(1, 3, 1, 1)
     >>> q = torch.ones(1, 3, 2, 1, dtype=torch.float64)
@@ -121,11 +133,13 @@ def affine_recurrence(u: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, t
     >>> g[0, :, 0, 0].tolist(), float(gc[0, 0, 0])
     ([0.0, 1.0, 2.0], 3.0)
     """
+    rows = q.shape[2] if rows is None else rows
     if not _use_numba(u, q):
-        return _affine_recurrence_torch(u, q)
+        g, gc = _affine_recurrence_torch(u, q)
+        return g[:, :, :rows], gc
     un = np.ascontiguousarray(u.numpy())
     qn = np.ascontiguousarray(q.numpy())
-    g = np.empty_like(qn)
+    g = np.empty((qn.shape[0], qn.shape[1], rows, qn.shape[3]))
     gc = np.empty((qn.shape[0], qn.shape[2], qn.shape[3]))
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     _affine_recurrence_nb(un, qn, g, gc)
@@ -248,10 +262,10 @@ if _HAVE_NUMBA:
 
     @numba.njit(parallel=True, cache=True)
     def _correct_nb(g, phi, dm1, dm):  # pragma: no cover - compiled
-        s_count, n, _, kk = g.shape
+        s_count, n, rows, kk = g.shape
         for s in numba.prange(s_count):
             for t in range(n):
-                for i in range(6):
+                for i in range(rows):
                     for k in range(kk):
                         acc = g[s, t, i, k]
                         for j in range(6):
@@ -287,6 +301,81 @@ def tangent_sources(pf, dpf, inv, pp, dpp, m) -> torch.Tensor:
     return torch.from_numpy(q)
 
 
+if _HAVE_NUMBA:
+
+    @numba.njit(parallel=True, cache=True)
+    def _pulse_inputs_nb(pf, inv, mstates, v2):  # pragma: no cover - compiled
+        s_count, n = mstates.shape[:2]
+        for s in numba.prange(s_count):
+            for t in range(n):
+                f = pf[s, inv[t]]
+                m = mstates[s, t - 1] if t > 0 else mstates[s, n - 1]
+                for i in range(6):
+                    acc = 0.0
+                    for j in range(6):
+                        acc += f[i, j] * m[j]
+                    v2[s, t, i] = -acc if i < 2 else acc
+
+    @numba.njit(parallel=True, cache=True)
+    def _sources_dpv_nb(pf, dpf, inv, pp, dpv, v2all, mstates, q):  # pragma: no cover - compiled
+        s_count, n = pp.shape[:2]
+        kk = dpv.shape[3]
+        for s in numba.prange(s_count):
+            v3 = np.empty(6)
+            a = np.empty((6, kk))
+            b = np.empty((6, kk))
+            for t in range(n):
+                f = pf[s, inv[t]]
+                df = dpf[s, inv[t]]
+                p = pp[s, t]
+                v2 = v2all[s, t]
+                m = mstates[s, t - 1] if t > 0 else mstates[s, n - 1]
+                for i in range(6):
+                    acc = 0.0
+                    for j in range(6):
+                        acc += p[i, j] * v2[j]
+                    v3[i] = acc
+                for i in range(6):
+                    sg = -1.0 if i < 2 else 1.0
+                    for k in range(kk):
+                        acc = 0.0
+                        for j in range(6):
+                            acc += df[i, k, j] * m[j]
+                        a[i, k] = sg * acc
+                for i in range(6):
+                    for k in range(kk):
+                        acc = dpv[s, t, i, k]
+                        for j in range(6):
+                            acc += p[i, j] * a[j, k]
+                        b[i, k] = acc
+                for i in range(6):
+                    for k in range(kk):
+                        acc = 0.0
+                        for j in range(6):
+                            acc += df[i, k, j] * v3[j] + f[i, j] * b[j, k]
+                        q[s, t, i, k] = acc
+
+
+def pulse_inputs(pf: torch.Tensor, inv: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """v_n = Rz(pi) Pfp_n m_{n-1} [S, N, 6] (m_0 = m_N): the state entering pulse n (numba, CPU)."""
+    _threads()
+    v2 = np.empty(m.shape)
+    _pulse_inputs_nb(_np(pf), _np(inv.to(torch.int64)), _np(m), v2)
+    return torch.from_numpy(v2)
+
+
+def tangent_sources_dpv(pf, dpf, inv, pp, dpv, v2, m) -> torch.Tensor:
+    """q_n = dU_n m_{n-1} [S, N, 6, K] as :func:`tangent_sources`, with the pulse term given as vectors.
+
+    ``dpv`` [S, N, 6, K] = dPpulse_n v_n (v_n from :func:`pulse_inputs`), so that the pulse
+    derivatives never need to be formed as matrices (numba, CPU).
+    """
+    _threads()
+    q = np.empty((*pp.shape[:3], dpv.shape[3]))
+    _sources_dpv_nb(_np(pf), _np(dpf), _np(inv.to(torch.int64)), _np(pp), _np(dpv), _np(v2), _np(m), q)
+    return torch.from_numpy(q)
+
+
 def echo_states(phi: torch.Tensor, m1: torch.Tensor) -> torch.Tensor:
     """m_n = Phi_n m_1, [S, N, 6]."""
     if not _use_numba(phi, m1):
@@ -298,9 +387,9 @@ def echo_states(phi: torch.Tensor, m1: torch.Tensor) -> torch.Tensor:
 
 
 def corrected_tangents(g: torch.Tensor, phi: torch.Tensor, dm1: torch.Tensor) -> torch.Tensor:
-    """dm_n = g_n + Phi_n dm_1, [S, N, 6, K]."""
+    """dm_n = g_n + Phi_n dm_1 [S, N, rows, K] for the first ``rows`` = g.shape[2] rows of the state."""
     if not _use_numba(g, phi, dm1):
-        return g + phi @ dm1[:, None]
+        return g + phi[:, :, : g.shape[2]] @ dm1[:, None]
     _threads()
     dm = np.empty(g.shape)
     _correct_nb(_np(g), _np(phi), _np(dm1), dm)
