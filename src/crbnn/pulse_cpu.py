@@ -11,7 +11,7 @@ scaled level X = 2^-s A (computed once by :func:`crbnn.expm_cpu.expm_cached_cpu`
   so the w_i follow from two Horner recurrences (shared by all directions) and each direction costs
   one Horner recurrence of 12 sparse matrix-vector products and one 5x5 triangular solve;
 * squaring: d(r^m v) = sum_{j<m} r^{m-1-j} dr[E 2^-s](r^j v) with m = 2^s, accumulated as
-  acc <- r acc + dr(r^j v).
+  acc <- r acc + q dr(r^j v), and q^{-1} applied once at the end (r and q^{-1} commute).
 
 This is mathematically the derivative the full algorithm (Al-Mohy & Higham 2009) computes, at
 about a fifth of its floating-point work for the 7 directions of the paper model.  The generators
@@ -51,21 +51,25 @@ def _spmv6(x, w, out):  # pragma: no cover - compiled
         out[4, l] = x[4, 2, l] * w2 + x[4, 3, l] * w3 + x[4, 4, l] * w4 + x[4, 5, l] * w5
 
 
+#: the 15 entries (row, column) of the Hamiltonian pattern, rows 0-4
+_PATTERN = np.array([(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0), (2, 2), (2, 4), (2, 5), (3, 3), (3, 4), (4, 2), (4, 3), (4, 4), (4, 5)])
+
+
 @numba.njit(**_JIT)
-def _horner_step(x, a, e, w, out):  # pragma: no cover - compiled
-    """out[0:5] = x a + e w, a a 5-vector (its 6th entry is 0), w a 6-vector."""
+def _horner_step(x, a, ev, erow, ecol, nnz, w, out):  # pragma: no cover - compiled
+    """out[0:5] = x a + E w; a a 5-vector (6th entry 0), E given by its nnz entries (values ev[t], lanes last)."""
     for l in range(SUB):
         a0, a1, a2, a3, a4 = a[0, l], a[1, l], a[2, l], a[3, l], a[4, l]
-        w0, w1, w2, w3, w4, w5 = w[0, l], w[1, l], w[2, l], w[3, l], w[4, l], w[5, l]
-        out[0, l] = (x[0, 0, l] * a0 + x[0, 1, l] * a1 + x[0, 2, l] * a2) + (e[0, 0, l] * w0 + e[0, 1, l] * w1 + e[0, 2, l] * w2)
-        out[1, l] = (x[1, 0, l] * a0 + x[1, 1, l] * a1) + (e[1, 0, l] * w0 + e[1, 1, l] * w1)
-        out[2, l] = (x[2, 0, l] * a0 + x[2, 2, l] * a2 + x[2, 4, l] * a4) + (
-            e[2, 0, l] * w0 + e[2, 2, l] * w2 + e[2, 4, l] * w4 + e[2, 5, l] * w5
-        )
-        out[3, l] = (x[3, 3, l] * a3 + x[3, 4, l] * a4) + (e[3, 3, l] * w3 + e[3, 4, l] * w4)
-        out[4, l] = (x[4, 2, l] * a2 + x[4, 3, l] * a3 + x[4, 4, l] * a4) + (
-            e[4, 2, l] * w2 + e[4, 3, l] * w3 + e[4, 4, l] * w4 + e[4, 5, l] * w5
-        )
+        out[0, l] = x[0, 0, l] * a0 + x[0, 1, l] * a1 + x[0, 2, l] * a2
+        out[1, l] = x[1, 0, l] * a0 + x[1, 1, l] * a1
+        out[2, l] = x[2, 0, l] * a0 + x[2, 2, l] * a2 + x[2, 4, l] * a4
+        out[3, l] = x[3, 3, l] * a3 + x[3, 4, l] * a4
+        out[4, l] = x[4, 2, l] * a2 + x[4, 3, l] * a3 + x[4, 4, l] * a4
+    for t in range(nnz):
+        i = erow[t]
+        j = ecol[t]
+        for l in range(SUB):
+            out[i, l] += ev[t, l] * w[j, l]
 
 
 @numba.njit(**_JIT)
@@ -141,6 +145,25 @@ def _directional_kernel(xc, rc, luc, pivc, dinvc, scc, svc, v, n_pulses, trf, w1
                     ek[k, 4, 2, l] = (cm * rex + cx * m0s) * f
                     ek[k, 4, 4, l] = (cm * rex - c1s - cx * (1.0 - m0s)) * f
                     ek[k, 4, 5, l] = (cm * r1s + c1s * m0s) * f
+            # compact: per direction only the entries that are non-zero in some lane
+            ev = np.zeros((k_dirs, 15, SUB))
+            erow = np.zeros((k_dirs, 15), dtype=np.int64)
+            ecol = np.zeros((k_dirs, 15), dtype=np.int64)
+            nnz = np.zeros(k_dirs, dtype=np.int64)
+            for k in range(k_dirs):
+                for t in range(15):
+                    i, j = _PATTERN[t, 0], _PATTERN[t, 1]
+                    used = False
+                    for l in range(SUB):
+                        if ek[k, i, j, l] != 0.0:
+                            used = True
+                    if used:
+                        c = nnz[k]
+                        erow[k, c] = i
+                        ecol[k, c] = j
+                        for l in range(SUB):
+                            ev[k, c, l] = ek[k, i, j, l]
+                        nnz[k] = c + 1
             # ---- y_j = r^j v, j = 0..mmax
             y = np.zeros((mmax + 1, 6, SUB))
             for l in range(SUB):
@@ -190,18 +213,18 @@ def _directional_kernel(xc, rc, luc, pivc, dinvc, scc, svc, v, n_pulses, trf, w1
                         wq[5, l] = sg * yr[5, l]
                         wv[ii, 5, l] = wp[5, l] - wq[5, l]
                 for k in range(k_dirs):
-                    e = ek[k]
+                    evk, erk, eck, nk = ev[k], erow[k], ecol[k], nnz[k]
                     for i in range(5):
                         for l in range(SUB):
                             acc[i, l] = 0.0
-                    _horner_step(x, acc, e, wv[12], nxt)
+                    _horner_step(x, acc, evk, erk, eck, nk, wv[12], nxt)
                     for ii in range(11, -1, -1):
-                        _horner_step(x, nxt, e, wv[ii], acc)
+                        _horner_step(x, nxt, evk, erk, eck, nk, wv[ii], acc)
                         for i in range(5):
                             for l in range(SUB):
                                 nxt[i, l] = acc[i, l]
-                    _solve5v(lu, piv, dinv, nxt)
-                    # dsum <- r dsum + dr(y_j) on the lanes with j < 2^s
+                    # dsum <- r dsum + q(x) dr(y_j) on the lanes with j < 2^s (q^{-1} is applied once at
+                    # the end: r and q^{-1} are both functions of x and commute)
                     for i in range(5):
                         for l in range(SUB):
                             t = nxt[i, l]
@@ -211,6 +234,14 @@ def _directional_kernel(xc, rc, luc, pivc, dinvc, scc, svc, v, n_pulses, trf, w1
                     for i in range(5):
                         for l in range(SUB):
                             dsum[k, i, l] = active[l] * acc[i, l] + (1.0 - active[l]) * dsum[k, i, l]
+            for k in range(k_dirs):
+                for i in range(5):
+                    for l in range(SUB):
+                        acc[i, l] = dsum[k, i, l]
+                _solve5v(lu, piv, dinv, acc)
+                for i in range(5):
+                    for l in range(SUB):
+                        dsum[k, i, l] = acc[i, l]
             for l in range(SUB):
                 if l0 + l < nb:
                     for k in range(k_dirs):
