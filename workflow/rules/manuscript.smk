@@ -13,6 +13,7 @@ rule summarize:
         histories=[f"results/train_network/{n}/history.csv" for n in MANUSCRIPT_LOSSES],
         table="results/figures/summary_table.csv",
         sequence="resources/sequence.h5",
+        invivo_regions=invivo_regions_json,
     output:
         summary="results/summary.json",
     log:
@@ -39,6 +40,7 @@ rule write_macros:
         numbers="results/manuscript/numbers.tex",
         grid_figures="results/manuscript/grid_figures.tex",
         priors="results/manuscript/priors.tex",
+        regions="results/manuscript/invivo_regions.tex",
     log:
         "results/logs/write_macros/main.log",
     benchmark:
@@ -67,6 +69,7 @@ rule build_manuscript:
         numbers="results/manuscript/numbers.tex",
         grid_figures="results/manuscript/grid_figures.tex",
         priors="results/manuscript/priors.tex",
+        regions="results/manuscript/invivo_regions.tex",
         table="results/figures/summary_table.tex",
         figures=manuscript_figures,
     output:

@@ -16,6 +16,7 @@ def main(snakemake):
         histories=dict(zip(losses, snakemake.input.histories)),
         summary_table=snakemake.input.table,
         config=config,
+        invivo_regions=snakemake.input.invivo_regions[0] if snakemake.input.invivo_regions else None,
     )
     log.info("summary sections: %s", sorted(summary))
     write_json(snakemake.output.summary, summary)
