@@ -75,3 +75,28 @@ def test_no_directions_and_bad_input() -> None:
     bad[:, 5, 0] = 1.0
     with pytest.raises(ValueError, match="zero last row"):
         expm_cached_cpu(bad)
+
+
+def test_block_sources_kernel_used_and_equal_to_generic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The free-precession operators of the model have the block pattern, so the sources kernel that
+    skips their zeros is used; it gives the numbers of the generic kernel."""
+    import crbnn.recurrence as rec
+
+    alpha = torch.tensor([math.pi, 0.3, 0.8, 1.2, 0.5, 0.05] * 3, dtype=torch.float64)
+    trf = torch.tensor([5e-4, 3e-4, 1e-4, 4e-4, 2.5e-4, 4.5e-4] * 3, dtype=torch.float64)
+    p = dict(M0=0.3 + 0.4j, m0s=torch.tensor([0.05, 0.2], dtype=torch.float64), T1=1.1, T2f=0.06, Rex=18.0, T2s=11e-6,
+             omega0=torch.tensor([-80.0, 120.0], dtype=torch.float64), B1=1.05)
+    calls = []
+    block = rec._sources_dpv_fp_nb
+
+    def spy(*args):
+        calls.append(1)
+        return block(*args)
+
+    monkeypatch.setattr(rec, "_sources_dpv_fp_nb", spy)
+    s0, j0 = physics.simulate_paper(alpha, trf, 3.5e-3, p, wrt=physics.PAPER_PARAMETERS)
+    assert calls
+    monkeypatch.setattr(rec, "_sources_dpv_fp_nb", rec._sources_dpv_nb)
+    s1, j1 = physics.simulate_paper(alpha, trf, 3.5e-3, p, wrt=physics.PAPER_PARAMETERS)
+    assert torch.equal(s0, s1)
+    assert float((j1 - j0).abs().max() / j0.abs().max()) < 1e-13

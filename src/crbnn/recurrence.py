@@ -356,6 +356,52 @@ if _HAVE_NUMBA:
                         q[s, t, i, k] = acc
 
 
+    @numba.njit(parallel=True, cache=True)
+    def _sources_dpv_fp_nb(pf, dpf, inv, pp, dpv, v2all, mstates, q):  # pragma: no cover - compiled
+        """As _sources_dpv_nb for free-precession operators with the block pattern of _FP_PATTERN."""
+        s_count, n = pp.shape[:2]
+        kk = dpv.shape[3]
+        for s in numba.prange(s_count):
+            v3 = np.empty(6)
+            b = np.empty((6, kk))
+            for t in range(n):
+                f = pf[s, inv[t]]
+                df = dpf[s, inv[t]]
+                p = pp[s, t]
+                v2 = v2all[s, t]
+                m = mstates[s, t - 1] if t > 0 else mstates[s, n - 1]
+                for i in range(6):
+                    acc = 0.0
+                    for j in range(6):
+                        acc += p[i, j] * v2[j]
+                    v3[i] = acc
+                for k in range(kk):
+                    # a = Rz dPfp m (rows 3 and 5 vanish)
+                    a0 = -(df[0, k, 0] * m[0] + df[0, k, 1] * m[1])
+                    a1 = -(df[1, k, 0] * m[0] + df[1, k, 1] * m[1])
+                    a2 = df[2, k, 2] * m[2] + df[2, k, 4] * m[4] + df[2, k, 5] * m[5]
+                    a4 = df[4, k, 2] * m[2] + df[4, k, 4] * m[4] + df[4, k, 5] * m[5]
+                    # b = dPpulse v2 + Ppulse a
+                    for i in range(6):
+                        b[i, k] = dpv[s, t, i, k] + p[i, 0] * a0 + p[i, 1] * a1 + p[i, 2] * a2 + p[i, 4] * a4
+                    # q = dPfp v3 + Pfp b
+                    q[s, t, 0, k] = df[0, k, 0] * v3[0] + df[0, k, 1] * v3[1] + f[0, 0] * b[0, k] + f[0, 1] * b[1, k]
+                    q[s, t, 1, k] = df[1, k, 0] * v3[0] + df[1, k, 1] * v3[1] + f[1, 0] * b[0, k] + f[1, 1] * b[1, k]
+                    q[s, t, 2, k] = (df[2, k, 2] * v3[2] + df[2, k, 4] * v3[4] + df[2, k, 5] * v3[5]
+                                     + f[2, 2] * b[2, k] + f[2, 4] * b[4, k] + f[2, 5] * b[5, k])
+                    q[s, t, 3, k] = 0.0
+                    q[s, t, 4, k] = (df[4, k, 2] * v3[2] + df[4, k, 4] * v3[4] + df[4, k, 5] * v3[5]
+                                     + f[4, 2] * b[2, k] + f[4, 4] * b[4, k] + f[4, 5] * b[5, k])
+                    q[s, t, 5, k] = f[5, 5] * b[5, k]
+
+
+#: non-zero entries of the free-precession operators Dxs exp(H_fp tau) (no RF: the free pool's
+#: transverse block, the longitudinal block with the constant, the xs row spoiled)
+_FP_PATTERN = torch.zeros(6, 6, dtype=torch.bool)
+for _i, _j in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 2), (2, 4), (2, 5), (4, 2), (4, 4), (4, 5), (5, 5)):
+    _FP_PATTERN[_i, _j] = True
+
+
 def pulse_inputs(pf: torch.Tensor, inv: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """v_n = Rz(pi) Pfp_n m_{n-1} [S, N, 6] (m_0 = m_N): the state entering pulse n (numba, CPU)."""
     _threads()
@@ -372,7 +418,10 @@ def tangent_sources_dpv(pf, dpf, inv, pp, dpv, v2, m) -> torch.Tensor:
     """
     _threads()
     q = np.empty((*pp.shape[:3], dpv.shape[3]))
-    _sources_dpv_nb(_np(pf), _np(dpf), _np(inv.to(torch.int64)), _np(pp), _np(dpv), _np(v2), _np(m), q)
+    off = ~_FP_PATTERN
+    block = not bool(pf[..., off].any()) and not bool(dpf.transpose(-2, -3)[..., off].any())
+    kernel = _sources_dpv_fp_nb if block else _sources_dpv_nb  # the block kernel skips the known zeros
+    kernel(_np(pf), _np(dpf), _np(inv.to(torch.int64)), _np(pp), _np(dpv), _np(v2), _np(m), q)
     return torch.from_numpy(q)
 
 
