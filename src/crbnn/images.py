@@ -462,7 +462,11 @@ def tissue_regions(
             if p not in smoothed:
                 v = np.where(mask, np.asarray(reference_maps[p], dtype=np.float64), np.nan)
                 if filter_size > 1:
-                    v = ndimage.generic_filter(v, np.nanmedian, size=(filter_size, filter_size, 1), mode="constant", cval=np.nan)
+                    import warnings
+
+                    with warnings.catch_warnings():  # windows entirely outside the mask give NaN
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        v = ndimage.generic_filter(v, np.nanmedian, size=(filter_size, filter_size, 1), mode="constant", cval=np.nan)
                 smoothed[p] = v
             with np.errstate(invalid="ignore"):
                 sel &= (smoothed[p] >= float(lo)) & (smoothed[p] <= float(hi))
