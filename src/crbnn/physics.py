@@ -4,8 +4,11 @@ Implements physics.md sections 2, 4 and 5 in PyTorch, float64, batched over para
 CPU or CUDA with the same code, with exact Jacobians (forward sensitivities):
 
 * per-pulse propagators ``expm(H T)`` and their Frechet derivatives in all requested directions
-  at once (:func:`crbnn.expm.expm_frechet`); free precession depends only on TRF, so it is computed
-  once per distinct TRF of the train;
+  at once (:func:`crbnn.expm.expm_frechet`; on GPUs and in the pure-torch path); on the CPU with
+  numba the pulse derivatives are computed only as the vectors the sensitivities need,
+  ``L(H T, dH/dtheta T) v`` with v the state entering the pulse (:mod:`crbnn.pulse_cpu`, same
+  numbers to rounding); free precession depends only on TRF, so it is computed once per distinct
+  TRF of the train;
 * the crushed inversion pulse 1, the phase-cycling frame rotation Rz(pi) and the xs spoiler;
 * the periodic steady state: the cycle operator A by one sweep of 6x6 products (kept as the
   partial products Phi_n), the fixed point, every echo m_n = Phi_n m_1 at once; derivatives by a
