@@ -143,13 +143,11 @@ def read_invivo_regions(path: str | Path) -> dict[str, Any]:
             continue
         reg = out.setdefault(region, {"n": int(tissue.get(region, row["n"]))})
         est = reg.setdefault(row["estimator"], {})
-        if region == "mask":
-            if "n_negative" in row:
-                est["negative_m0s"] = int(row["n_negative"])
-            continue
-        est[row["parameter"]] = {k: _num(row.get(k)) for k in ("mean", "sd", "difference", "difference_se")}
-        if "n_negative" in row:
-            est["negative_m0s"] = int(row["n_negative"])
+        negative = row.get("n_negative") if row.get("parameter") == "m0s" else None  # null in other rows (pandas)
+        if negative is not None:
+            est["negative_m0s"] = int(negative)
+        if region != "mask":
+            est[row["parameter"]] = {k: _num(row.get(k)) for k in ("mean", "sd", "difference", "difference_se")}
     return out
 
 
