@@ -9,7 +9,7 @@ time this process ran on a core, not the time it waited for one on a loaded mach
 multi-thread and CUDA rows are wall-clock times.  Then the peak resident memory for two batch counts (memory must stay
 flat: signals are streamed in batches).
 
-    python benchmarks/simulate.py [--data-dir ../shared/data] [--signals 64] [--repeats 3]
+    python benchmarks/simulate.py [--data-dir <folder of the public inputs>] [--signals 64] [--repeats 3]
 """
 
 from __future__ import annotations
