@@ -38,7 +38,7 @@ def test_configs_validate(name: str) -> None:
 
 def test_defaults_fill_an_empty_config() -> None:
     cfg = validate_all({})
-    assert cfg["sequence"]["tr"] == 0.0035 and cfg["priors"]["parameters"]["m0s"]["dist"] == "truncnormal"
+    assert cfg["sequence"]["tr"] is None and cfg["priors"]["parameters"]["m0s"]["dist"] == "truncnormal"
     assert cfg["simulate"]["tables"]["train"]["shards"] >= 1
 
 

@@ -26,8 +26,12 @@ SUMMARY = {
         "losses": ["mse", "crb"], "estimated": ["m0s", "T1", "T2f"], "nuisance": ["M0_re", "Rex"],
         "sequence_source": "public", "basis_source": "public", "train_sigma": 0.01, "train_m0_min": 0.1,
         "train_m0_max": 1.0, "nlls_grid_realizations": 2, "grids": {"m0s-T1": {"points": 16, "realizations": 4}},
-        "priors": PRIORS,
+        "priors": PRIORS, "regime": "estimated m0s, T1, T2f; unknown nuisance complex M0, omega0, B1",
+        "ema_decay": 0.995, "snr_sweep_snrs": [10, 50], "snr_sweep_realizations": 20, "snr_sweep_nlls_samples": 32,
+        "snr_sweep_nlls_realizations": 8, "snr_sweep_interval_percent": 95,
     },
+    "snr_sweep": {"crb": {"SNR10": {"mean": {"mean_loss": 0.9, "mean_loss_lo": 0.8, "mean_loss_hi": 1.0}},
+                          "SNR50": {"mean": {"mean_loss": 1.1, "mean_loss_lo": 1.0, "mean_loss_hi": 1.2}}}},
     "networks": {
         "crb": {"crb_loss_mean": 1.05, "crb_loss": {"m0s": 1.01, "T1": 1.1, "T2f": 1.04}, "seconds_per_voxel": 2.0e-6},
         "mse": {"crb_loss_mean": 3.4, "crb_loss": {"m0s": 2.0, "T1": 5.0, "T2f": 3.2}},
@@ -48,7 +52,7 @@ SUMMARY = {
 def macros(tmp_path: Path) -> dict[str, Path]:
     """Run write_macros.py (ScriptArgs stand-in) on the fake summary; return its outputs."""
     (tmp_path / "summary.json").write_text(json.dumps(SUMMARY))
-    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors", "regions")}
+    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors", "regions", "snr_table")}
     main = runpy.run_path(str(SCRIPTS / "write_macros.py"))["main"]
     main(ScriptArgs(
         input={"summary": str(tmp_path / "summary.json")},
@@ -79,7 +83,9 @@ def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
     figs = macros["grid_figures"].read_text()
     assert "figures/grid_maps_bias_m0s-T1.pdf" in figs and "figures/grid_maps_std_ratio_m0s-T1.pdf" in figs
     priors = macros["priors"].read_text()
-    assert priors.count(r"\\") == 1 + len(PRIORS) and "pi/TR" in priors
+    assert priors.count(r"\\") == 1 + len(PRIORS) and r"\pi/T_R" in priors
+    snr = macros["snr_table"].read_text()
+    assert "10 & 0.9 [0.8, 1]" in snr and "50 & 1.1 [1, 1.2]" in snr
 
 
 def test_invivo_region_table(macros: dict[str, Path]) -> None:
@@ -100,7 +106,7 @@ def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:
     manuscript types no digits of results outside its LaTeX structure (numbers come from macros)."""
     tex = (REPO / "manuscript" / "manuscript.tex").read_text()
     d = defined(macros["numbers"].read_text())
-    used = set(re.findall(r"\\((?:Config|CRBLoss|TrainTime|SecondsPerVoxel|Manuscript|Networks|Grids|Training)[A-Za-z]*)", tex))
+    used = set(re.findall(r"\\((?:Config|CRBLoss|TrainTime|SecondsPerVoxel|Manuscript|Networks|Grids|Training|Claim|Regime|Sweep|SelectedEpoch|NLLSEff)[A-Za-z]*)", tex))
     assert used and used <= set(d), sorted(used - set(d))
     body = tex.split(r"\begin{document}")[1]
     body = re.sub(r"%.*", "", body)

@@ -35,8 +35,44 @@ def test_plain_and_h5_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(back.alpha, seq.alpha)
         np.testing.assert_array_equal(back.trf, seq.trf)
         assert back.tr == seq.tr and back.sha256 == seq.sha256
-    assert load_sequence(tmp_path / "train.csv", tr=4e-3).tr == 4e-3  # explicit tr overrides
-    assert load_sequence(tmp_path / "train.csv", tr_if_missing=4e-3).tr == 3.5e-3  # the file's TR wins
+    assert load_sequence(tmp_path / "train.csv", tr=3.5e-3).tr == 3.5e-3  # an explicit TR that agrees
+    for name in ("train.csv", "train.h5"):  # an explicit TR never overrides the file's silently
+        with pytest.raises(SequenceError, match=r"states TR = 0.0035 s but the config gives sequence.tr = 0.004 s"):
+            load_sequence(tmp_path / name, tr=4e-3)
+
+
+@pytest.mark.parametrize(
+    ("line", "tr"),
+    [("# tr = 4.5 ms", 4.5e-3), ("# tr=4.5ms", 4.5e-3), ("#TR: 0.0045", 4.5e-3), ("# tr = 0.0045 s", 4.5e-3),
+     ("  # Tr = 4.5E-3  ", 4.5e-3)],
+)
+def test_plain_tr_units(tmp_path: Path, line: str, tr: float) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text(f"{line}\nalpha_rad,trf_s\n1.0,0.0003\n")
+    assert load_sequence(p).tr == pytest.approx(tr, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("# tr = 4.5 us\n", r"t\.csv:1: cannot read TR from '# tr = 4.5 us'"),
+        ("# tr = fast\n", r"t\.csv:1: cannot read TR"),
+        ("# tr = 3.5\n", r"t\.csv:1: TR 3.5 without a unit means 3.5 s"),
+        ("# tr = 3.5 ms\n# tr = 3.5 ms\n", r"t\.csv:2: a second TR line"),
+        ("# my train\n", r"t\.csv: TR is required \(the file has no '# tr"),
+    ],
+)
+def test_plain_tr_errors(tmp_path: Path, header: str, message: str) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text(header + "alpha_rad,trf_s\n1.0,0.0003\n")
+    with pytest.raises(SequenceError, match=message):
+        load_sequence(p)
+
+
+def test_plain_without_tr_takes_an_explicit_tr(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("alpha_rad,trf_s\n1.0,0.0003\n")
+    assert load_sequence(p, tr=4e-3).tr == 4e-3
 
 
 def _plain(tmp_path: Path, body: str, header: str = "# tr = 0.0035\nalpha_rad,trf_s\n") -> Path:

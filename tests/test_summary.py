@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,7 @@ def test_summarize_aggregates_existing_files(tmp_path: Path) -> None:
         summary_table=f["table"],
         config={"sigma": 0.01},
     )
-    assert set(s) == {"config", "networks", "training", "grids"}
+    assert set(s) == {"config", "networks", "training", "grids", "claims"}
     assert set(s["networks"]) == {"crb"}  # a missing file is skipped
     assert s["networks"]["crb"]["crb_loss_mean"] == pytest.approx(1.6333333)
     assert "device" not in s["networks"]["crb"] and "units" not in s["networks"]["crb"]
@@ -157,7 +159,8 @@ def test_latex_grid_figures_and_priors() -> None:
     assert figs.count(r"\begin{figure}") == 4
     assert "figures/grid_maps_sqrt_crb_T1-T2f.pdf" in figs
     table = latex_prior_table({"T2s": {"dist": "truncnormal", "mean": 1.4e-5, "std": 4e-6, "low": 5e-6, "high": 2.1e-5}})
-    assert r"T2s & truncnormal & mean \ensuremath{1.4\times10^{-5}}" in table
+    assert r"T2s & s & truncated normal & $\mathcal{N}$(\ensuremath{1.4\times10^{-5}}, \ensuremath{4\times10^{-6}}) on" in table
+    assert "transform" not in table and "SI" not in table
     assert table.rstrip().endswith(r"\end{tabular}")
 
 
@@ -183,3 +186,43 @@ def test_read_invivo_regions_keeps_tissue_regions_and_mask_counts(tmp_path: Path
     assert r["WM"]["crb"]["m0s"]["difference_se"] == 0.002 and r["WM"]["crb"]["negative_m0s"] == 1
     assert math.isnan(r["WM"]["crb"]["T1"]["difference_se"]) and r["mask"]["crb"] == {"negative_m0s": 12}
     assert summarize(invivo_regions=p)["invivo"] == r and "invivo" not in summarize(invivo_regions=tmp_path / "none.json")
+def test_claims_verdicts() -> None:
+    from crbnn.summary import claims
+
+    def sweep(c50, m50, c10, m10):
+        return {"crb": {"SNR10": {"mean": {"mean_loss": c10}}, "SNR50": {"mean": {"mean_loss": c50}}},
+                "mse": {"SNR10": {"mean": {"mean_loss": m10}}, "SNR50": {"mean": {"mean_loss": m50}}}}
+
+    good = {"networks": {"crb": {"crb_loss_mean": 1.1, "crb_loss": {"m0s": 1.0, "T1": 1.3, "T2f": 1.0}},
+                         "mse": {"crb_loss_mean": 3.3}},
+            "snr_sweep": sweep(1.05, 2.0, 0.7, 0.9)}
+    c = claims(good)
+    assert c["crb_loss_near_one"] and c["crb_beats_mse"] and c["mse_over_crb"] == pytest.approx(3.0)
+    # at SNR 10 the MSE network is closer to 1; only SNRs >= 35 decide the sweep claim
+    assert c["sweep_crb_closer_snrs"] == [50.0] and c["sweep_crb_closer_high_snr"] and c["verdict"] == "held"
+    bad = {**good, "networks": {**good["networks"], "crb": {"crb_loss_mean": 1.1, "crb_loss": {"m0s": 1.5}}}}
+    assert not claims(bad)["crb_loss_near_one"] and claims(bad)["verdict"] == "did not hold"
+    assert claims({**good, "snr_sweep": sweep(2.5, 2.0, 1.0, 1.0)})["verdict"] == "did not hold"
+    assert "verdict" not in claims({"networks": {}})
+
+
+def test_informative_std_ratio_uses_points_with_small_crb() -> None:
+    import xarray as xr
+
+    from crbnn.summary import informative_std_ratio
+
+    sqrt_crb = np.array([[[0.01, 0.2]]])  # estimator x parameter(1) x points: prior width 0.35 -> cut 0.07
+    std = np.array([[[1.05, 0.3]]])
+    ds = xr.Dataset({"sqrt_crb": (("estimator", "parameter", "i"), sqrt_crb),
+                     "std_over_sqrt_crb": (("estimator", "parameter", "i"), std)},
+                    coords={"estimator": ["nlls"], "parameter": ["m0s"]})
+    out = informative_std_ratio(ds, {"m0s": {"dist": "uniform", "low": 0.0, "high": 0.35}})
+    assert out["m0s"] == pytest.approx(1.05) and out["points"] == {"m0s": 1}
+
+
+def test_read_snr_sweep_round_trip(tmp_path: Path) -> None:
+    from crbnn.summary import read_snr_sweep
+
+    p = tmp_path / "sweep.csv"
+    p.write_text("estimator,snr,parameter,n_samples,mean_loss,mean_loss_lo\ncrb,50.0,mean,10,1.1,1.0\n")
+    assert read_snr_sweep(p) == {"crb": {"SNR50": {"mean": {"n_samples": 10.0, "mean_loss": 1.1, "mean_loss_lo": 1.0}}}}

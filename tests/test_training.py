@@ -112,7 +112,7 @@ def test_training_lowers_validation_loss(toy: dict[str, Path]) -> None:
 
 def test_resume_equals_uninterrupted(toy: dict[str, Path], tmp_path: Path) -> None:
     train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
-    s = settings(epochs=4, checkpoint_every=2)
+    s = settings(epochs=4, checkpoint_every=2, grad_clip_factor=1.5)  # clipping state is resumed too
     ref, ref_hist = train_network(train, val, s, "mse")
 
     class Killed(Exception):
@@ -186,7 +186,7 @@ def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path
                      output={"model": str(out / "model.pt"), "history": str(out / "history.csv")},
                      params={"settings": settings_for_loss(cfg, "crb"), "device": "cpu"},
                      log=[str(tmp_path / "train.log")], wildcards={"loss": "crb"}))
-    assert (out / "model.pt").exists() and not (out / "checkpoints").exists()
+    assert (out / "model.pt").exists() and (out / "checkpoints" / "last.pt").exists()  # kept (docstring)
     assert "samples/s" in (tmp_path / "train.log").read_text()
     assert len((out / "history.csv").read_text().splitlines()) == 3
     evaluate = runpy.run_path(str(scripts / "evaluate_network.py"))["main"]
@@ -194,3 +194,51 @@ def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path
                         output={"metrics": str(tmp_path / "crb.json")},
                         params={"realizations": 3, "seed": 3, "device": "cpu"}, log=[str(tmp_path / "ev.log")]))
     assert json.loads((tmp_path / "crb.json").read_text())["loss"] == "crb"
+
+
+def test_saved_model_is_the_best_validated_average(toy: dict[str, Path]) -> None:
+    """The returned network is the weight average of the epoch with the lowest validation loss,
+    whatever the last epoch did; its validation loss is the one recorded for that epoch."""
+    train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
+    s = settings(epochs=6, lr=0.05, ema_decay=0.5)
+    model, history = train_network(train, val, s, "crb")
+    losses = [h["val_loss"] for h in history]
+    best = int(np.argmin(losses)) + 1
+    assert model.meta["selected_epoch"] == best == history[-1]["best_epoch"]
+    again = validation_metrics(model, make_validation_set(val, s, torch.device("cpu")), val.estimated)
+    assert again["val_loss"] == pytest.approx(losses[best - 1], rel=1e-5)
+    # the mse network selects on its own objective (mean squared error in physical units)
+    _, hist_mse = train_network(train, val, settings(epochs=2), "mse")
+    assert hist_mse[0]["val_loss"] == pytest.approx(np.mean([hist_mse[0][f"val_mse_{p}"] for p in val.estimated]))
+
+
+def test_ema_warm_up_and_decay() -> None:
+    from crbnn.training import _ema_average
+
+    avg = _ema_average(0.99)
+    one, zero = torch.ones(1), torch.zeros(1)
+    # first update: weight (1 + 0) / (10 + 0) = 0.1 on the average, 0.9 on the new value
+    assert float(avg(zero, one, torch.tensor(0))) == pytest.approx(0.9)
+    # long after the warm-up the decay is the configured one
+    assert float(avg(zero, one, torch.tensor(10_000))) == pytest.approx(0.01)
+    # decay 0: the average is the current iterate
+    assert float(_ema_average(0.0)(zero, one, torch.tensor(50))) == 1.0
+
+
+def test_adaptive_clip_caps_outlier_gradients() -> None:
+    from crbnn.training import CLIP_WINDOW, clip_adaptive
+
+    lin = torch.nn.Linear(2, 1, bias=False)
+    norms: list[float] = []
+    for k in range(30):  # 30 steps with gradient norm 1 (no clipping during the first 20 steps)
+        lin.weight.grad = torch.tensor([[0.6, 0.8]])
+        assert clip_adaptive(lin, norms, 3.0) == pytest.approx(1.0)
+    lin.weight.grad = torch.tensor([[60.0, 80.0]])  # an outlier batch: norm 100
+    assert clip_adaptive(lin, norms, 3.0) == pytest.approx(100.0)
+    assert float(lin.weight.grad.norm()) == pytest.approx(3.0, rel=1e-5)  # clipped to 3 x median
+    lin.weight.grad = torch.tensor([[1.2, 1.6]])  # norm 2 < 3: untouched
+    clip_adaptive(lin, norms, 3.0)
+    assert float(lin.weight.grad.norm()) == pytest.approx(2.0)
+    for _ in range(CLIP_WINDOW):
+        clip_adaptive(lin, norms, 3.0)
+    assert len(norms) == CLIP_WINDOW

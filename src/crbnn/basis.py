@@ -84,7 +84,10 @@ def load_basis(path: PathLike, rank: int | None = None) -> Basis:
             raise BasisError(f"{p}: MATLAB file has no variable 'u'")
         u = mat["u"]
     elif ext in (".h5", ".hdf5"):
-        u = read_h5(p, ["u"])[0]["u"]
+        try:
+            u = read_h5(p, ["u"])[0]["u"]
+        except (OSError, KeyError) as e:
+            raise BasisError(f"{p}: not a basis HDF5 file (dataset 'u' [N, R] expected): {str(e).strip(chr(34))}") from None
     else:
         raise BasisError(f"{p}: unknown basis format {ext!r}; use .mat or .h5")
     return Basis(_truncate(np.asarray(u), rank, str(p)), source=str(p))

@@ -15,15 +15,17 @@ Maps per estimator (``results/images/<image>/<estimator>/<map>.nii.gz``):
 * ``m0s`` (1), ``T1`` (s), ``T2f`` (s): the estimates; NLLS also ``Rex`` (1/s), ``T2s`` (s),
   ``omega0`` (rad/s), ``B1`` (1), ``M0_abs`` (a.u., the data's units) and ``M0_phase`` (rad).
 * ``sqrt_crb_<p>`` for p in m0s, T1, T2f (same units as p): the square root of the Cramer-Rao bound
-  at the estimate, with every nuisance parameter (complex M0, Rex, T2s, omega0, B1) unknown, noise
+  at the estimate, with the regime's nuisance parameters unknown (the NLLS fit list, or the network's
+  ``meta["nuisance"]``; default complex M0, omega0 and B1, with Rex and T2s known), noise
   sigma as below, ``CRB = CRB(M0 = 1, sigma = 1) * sigma^2 / |M0|^2`` with the best-fitting M0.
 * ``residual`` (1): ``||y - M0* g(theta)|| / ||y||`` with the measured coefficients y, the
   coefficients g(theta) simulated at the estimate (M0 = 1) and the best complex
   ``M0* = g^H y / g^H g``.
 * ``info.json``: sigma and how it was estimated, voxel counts, timings.
 
-For a network, theta is its (m0s, T1, T2f) with the nuisance parameters (Rex, T2s, omega0, B1)
-taken from an NLLS fit of the same voxels when given (the workflow), else from ``nominal``.
+For a network, theta is its (m0s, T1, T2f) with the fitted nuisance parameters (omega0, B1, and
+Rex, T2s where unknown) taken from an NLLS fit of the same voxels when given (the workflow), else
+from ``nominal``; known parameters are always at their known (``nominal``) values.
 
 **Noise sigma** (per real and imaginary part of a coefficient, in the data's units): from the NLLS
 residuals at the optimum, ``||r||^2 / sigma^2 ~ chi^2(2R - P)`` with P = fitted tissue parameters
@@ -53,7 +55,17 @@ log = logging.getLogger(__name__)
 
 #: Estimated parameters (network outputs) and their SI units.
 ESTIMATED: tuple[str, ...] = ("m0s", "T1", "T2f")
-NUISANCE_TISSUE: tuple[str, ...] = ("Rex", "T2s", "omega0", "B1")
+#: Unknown nuisance parameters of the paper's regime (complex M0, omega0, B1; Rex and T2s known).
+NUISANCE: tuple[str, ...] = ("M0_re", "M0_im", "omega0", "B1")
+
+
+def nuisance_of_fit(fit: Sequence[str]) -> tuple[str, ...]:
+    """Nuisance parameters (Fisher matrix) of an NLLS fit of the tissue parameters ``fit``.
+
+    >>> nuisance_of_fit(["m0s", "T1", "T2f", "omega0", "B1"])
+    ('M0_re', 'M0_im', 'omega0', 'B1')
+    """
+    return ("M0_re", "M0_im", *[p for p in TISSUE_PARAMETERS if p in fit and p not in ESTIMATED])
 UNITS: dict[str, str] = {"m0s": "1", "T1": "s", "T2f": "s", "Rex": "1/s", "T2s": "s", "omega0": "rad/s", "B1": "1",
                          "M0_abs": "a.u.", "M0_phase": "rad", "residual": "1"}
 
@@ -86,6 +98,17 @@ class CoefficientImage:
         return self.coefficients[self.mask if select is None else select]
 
 
+def _read_image(path: PathLike, what: str) -> tuple[NDArray[Any], NDArray[np.float64]]:
+    """read_nifti, with any failure as one-line :class:`ImageError` naming the file."""
+    if not Path(path).is_file():
+        raise ImageError(f"{path}: {what} not found")
+    try:
+        return read_nifti(path)
+    except Exception as e:  # nibabel raises ImageFileError, OSError, EOFError, zlib errors, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ImageError(f"{path}: cannot read the {what} as NIfTI ({first})") from None
+
+
 def read_coefficient_image(path: PathLike, mask_path: PathLike | None = None, rank: int | None = None) -> CoefficientImage:
     """Read a coefficient NIfTI [X, Y, Z, 2R] (and mask [X, Y, Z]); see the module docstring.
 
@@ -100,7 +123,7 @@ def read_coefficient_image(path: PathLike, mask_path: PathLike | None = None, ra
     ...     img.coefficients[0, 0, 0].tolist(), int(img.mask.sum()), img.n_invalid
     ([(1+3j), (2+4j)], 1, 1)
     """
-    data, affine = read_nifti(path)
+    data, affine = _read_image(path, "coefficient image")
     if data.ndim == 3 and mask_path is None:
         raise ImageError(f"{path}: coefficient image has 3 dimensions {data.shape}; need 4-D [X, Y, Z, 2R] "
                          "(a single slice is [X, Y, 1, 2R])")
@@ -117,7 +140,7 @@ def read_coefficient_image(path: PathLike, mask_path: PathLike | None = None, ra
     nonzero = np.any(d != 0, axis=-1) & finite
     inside = np.ones(d.shape[:3], bool)
     if mask_path is not None:
-        m, _ = read_nifti(mask_path)
+        m, _ = _read_image(mask_path, "mask")
         if m.ndim == 4 and m.shape[-1] == 1:
             m = m[..., 0]
         if m.shape != d.shape[:3]:
@@ -176,17 +199,19 @@ def fit_at_estimate(
     r2sl: Any = None,
     crb: bool = True,
     batch_size: int = 64,
+    nuisance: Sequence[str] = NUISANCE,
 ) -> dict[str, NDArray[Any]]:
     """Best complex M0, residual and CRB (M0 = 1, sigma = 1) at parameter rows ``table`` [n, 7].
 
     ``y`` [n, R] measured coefficients.  Returns ``M0`` [n] complex, ``cost`` [n] (||y - M0 g||^2),
     ``residual`` [n] (relative), and with ``crb``: ``crb1`` [n, 3] of m0s, T1, T2f at M0 = 1,
-    sigma = 1 with (M0_re, M0_im, Rex, T2s, omega0, B1) as nuisance.
+    sigma = 1 with ``nuisance`` unknown (the other tissue parameters known at their table values).
     """
     from .simulation import simulate_coefficients
 
     out = simulate_coefficients(np.asarray(sequence.alpha), np.asarray(sequence.trf), float(sequence.tr),
-                                np.asarray(basis_u), table, r2sl=r2sl, batch_size=batch_size, with_jacobian=crb)
+                                np.asarray(basis_u), table, estimated=ESTIMATED, nuisance=tuple(nuisance),
+                                r2sl=r2sl, batch_size=batch_size, with_jacobian=crb)
     g = out["coefficients"]
     gg = np.maximum((np.abs(g) ** 2).sum(1), np.finfo(float).tiny)
     m0 = (g.conj() * y).sum(1) / gg
@@ -236,12 +261,14 @@ def uncertainty_maps(
     sigma: float | None,
     r2sl: Any = None,
     batch_size: int = 64,
+    nuisance: Sequence[str] = NUISANCE,
 ) -> tuple[dict[str, NDArray[np.float32]], float, str]:
     """sqrt(CRB) maps of m0s, T1, T2f and the residual map at the estimates on ``evaluated`` voxels.
 
     ``estimates``: ``{name: float [X, Y, Z]}`` (at least m0s, T1, T2f; missing or NaN nuisance
-    values come from ``nominal``).  ``sigma`` None: estimated from the residuals at the estimates
-    with dof = 2R - 5 (three parameters and complex M0).  Returns (maps, sigma, sigma_source).
+    values come from ``nominal``).  ``nuisance``: the unknowns of the Fisher matrix besides m0s, T1,
+    T2f.  ``sigma`` None: estimated from the residuals at the estimates with dof = 2R - 5 (three
+    parameters and complex M0).  Returns (maps, sigma, sigma_source).
     """
     n = int(evaluated.sum())
     maps: dict[str, NDArray[np.float32]] = {}
@@ -253,7 +280,7 @@ def uncertainty_maps(
     est = {p: v[evaluated] for p, v in estimates.items()}
     table = clip_to_bounds(_full_table(est, nominal, n), bounds)
     y = image.coefficients[evaluated]
-    fit = fit_at_estimate(y, table, sequence, basis_u, r2sl=r2sl, crb=True, batch_size=batch_size)
+    fit = fit_at_estimate(y, table, sequence, basis_u, r2sl=r2sl, crb=True, batch_size=batch_size, nuisance=nuisance)
     source = "given"
     if sigma is None:
         sigma = estimate_sigma(fit["cost"], 2 * image.rank - len(ESTIMATED) - 2)
@@ -276,13 +303,17 @@ def network_maps(model: Any, image: CoefficientImage) -> tuple[dict[str, NDArray
     return {p: _to_image(est[:, k], image.mask) for k, p in enumerate(names)}, dt
 
 
-def check_model_image(model: Any, image: CoefficientImage, basis_sha256: str | None = None) -> None:
-    """Raise :class:`ImageError` if the image's R or the basis hash differ from the network's."""
+def check_model_image(model: Any, image: CoefficientImage, basis_sha256: str | None = None,
+                      basis_source: str = "basis") -> None:
+    """Raise :class:`ImageError` if the image's R or the basis hash differ from the network's.
+
+    ``basis_source`` (the basis file) starts the message of a hash mismatch.
+    """
     rank = int(model.meta.get("rank", model.widths[0] // 2))
     if image.rank != rank:
         raise ImageError(f"{image.source}: {image.rank} complex coefficients, but the network was trained with R = {rank}")
     if basis_sha256 is not None and model.meta.get("basis_sha256") not in (None, basis_sha256):
-        raise ImageError(f"basis sha256 {basis_sha256} differs from the network's basis_sha256 "
+        raise ImageError(f"{basis_source}: basis sha256 {basis_sha256} differs from the network's basis_sha256 "
                          f"{model.meta.get('basis_sha256')}; the coefficients mean something else for this network")
 
 
@@ -318,7 +349,7 @@ def nlls_maps(
     n = len(y)
     if n:
         table = _full_table(est, settings["nominal"], n)
-        fa = fit_at_estimate(y, table, sequence, basis_u, r2sl=r2sl, crb=True)
+        fa = fit_at_estimate(y, table, sequence, basis_u, r2sl=r2sl, crb=True, nuisance=nuisance_of_fit(fit))
         scale = sigma**2 / np.maximum(np.abs(fa["M0"]) ** 2, np.finfo(float).tiny)
         for k, p in enumerate(ESTIMATED):
             maps[f"sqrt_crb_{p}"] = _to_image(np.sqrt(fa["crb1"][:, k] * scale), evaluated)

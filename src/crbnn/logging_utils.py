@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 
-def setup_logging(log: str | Path | Sequence[str | Path] | None = None, level: int = logging.INFO) -> logging.Logger:
+def setup_logging(
+    log: str | Path | Sequence[str | Path] | None = None, level: int = logging.INFO, append: bool = False
+) -> logging.Logger:
     """Send log records of the ``crbnn`` logger (and the root logger) to ``log`` and stderr.
 
     ``log`` may be a path, a list of paths (Snakemake's ``snakemake.log``; the first is used), or
-    None for stderr only.  Returns the ``crbnn`` logger.  Also routes warnings into the log.
+    None for stderr only.  ``append``: keep the earlier content (a resumed job) instead of starting
+    the file afresh.  Returns the ``crbnn`` logger.  Also routes warnings into the log.
 
     >>> logger = setup_logging(None)
     >>> logger.name
@@ -25,7 +28,7 @@ def setup_logging(log: str | Path | Sequence[str | Path] | None = None, level: i
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log is not None:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log, mode="w"))
+        handlers.append(logging.FileHandler(log, mode="a" if append else "w"))
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

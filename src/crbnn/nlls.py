@@ -528,6 +528,29 @@ def fit_nlls_with_settings(
     )
 
 
+def nlls_estimator(
+    sequence: Any,
+    basis_u: NDArray[np.complex128],
+    settings: Mapping[str, Any],
+    bounds: Mapping[str, Sequence[float]],
+    estimated: Sequence[str],
+    *,
+    r2sl: Any = None,
+    device: str | torch.device = "cpu",
+    workers: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> Callable[[NDArray[np.complex128]], NDArray[np.float64]]:
+    """NLLS (:func:`fit_nlls_with_settings`) as an estimator: noisy coefficients [m, R] -> estimates
+    [m, E] of ``estimated`` (SI units), for the test-set and SNR-sweep evaluations."""
+
+    def estimate(y: NDArray[np.complex128]) -> NDArray[np.float64]:
+        res = fit_nlls_with_settings(y, sequence, basis_u, settings, bounds, r2sl=r2sl, device=device,
+                                     workers=workers, log=log)
+        return res.get(estimated)
+
+    return estimate
+
+
 def geometric(start: float, stop: float, num: int) -> list[float]:
     """Geometrically spaced values (for dictionary axes of T1, T2f).
 

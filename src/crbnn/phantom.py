@@ -31,8 +31,9 @@ from .physics import TISSUE_PARAMETERS
 
 #: Tissue parameters a region specifies (the field maps omega0 and B1 are images).
 REGION_PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f", "Rex", "T2s")
-#: Default values of Rex (1/s) and T2s (s) when a region leaves them out.
-REGION_DEFAULTS: dict[str, float] = {"Rex": 12.0, "T2s": 1.25e-5}
+#: Default values of Rex (1/s) and T2s (s) when a region leaves them out and the model does not hold
+#: them known (white matter, Assländer et al. MRM 2022).
+REGION_DEFAULTS: dict[str, float] = {"Rex": 13.6, "T2s": 1.25e-5}
 #: Kinds of phantom.
 KINDS: tuple[str, ...] = ("vials", "brain")
 
@@ -69,9 +70,18 @@ class Phantom:
         return np.stack([self.maps[p][m] for p in TISSUE_PARAMETERS], axis=1)
 
 
-def _region_values(name: str, spec: Mapping[str, Any]) -> dict[str, float]:
-    """Complete a region's values with :data:`REGION_DEFAULTS`; check the model's constraints."""
-    vals = {**REGION_DEFAULTS, **{k: float(v) for k, v in spec.items() if k != "name"}}
+def _region_values(name: str, spec: Mapping[str, Any], known: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Complete a region's values with ``known`` and :data:`REGION_DEFAULTS`; check the model's constraints.
+
+    ``known``: values of parameters the model holds known (:mod:`crbnn.regime`); a region that sets
+    one of them to another value is an error.
+    """
+    known = dict(known or {})
+    given = {k: float(v) for k, v in spec.items() if k != "name"}
+    for p, v in known.items():
+        if p in given and not np.isclose(given[p], v, rtol=1e-12, atol=0.0):
+            raise ValueError(f"phantom region {name!r}: {p} = {given[p]} but the model holds {p} known at {v}")
+    vals = {**REGION_DEFAULTS, **known, **given}
     missing = [p for p in REGION_PARAMETERS if p not in vals]
     unknown = [k for k in vals if k not in REGION_PARAMETERS]
     if missing or unknown:
@@ -171,8 +181,11 @@ def smooth_fields(shape: Sequence[int], b1_range: Sequence[float], omega0_max: f
     return b1, omega0, m0.astype(np.complex128)
 
 
-def make_phantom(kind: str, settings: Mapping[str, Any]) -> Phantom:
+def make_phantom(kind: str, settings: Mapping[str, Any], known: Mapping[str, float] | None = None) -> Phantom:
     """Ground-truth phantom ``kind`` ('vials' | 'brain') from the config section ``phantom``.
+
+    ``known``: values of the parameters the model holds known (``crbnn.regime.known_values``); every
+    region takes them.
 
     ``settings`` keys (see workflow/schemas/phantom.schema.yaml): ``size`` [X, Y], ``voxel_size``
     [3] mm, ``b1_range``, ``omega0_max`` (rad/s), ``m0_magnitude``, ``m0_variation``, ``m0_phase``,
@@ -194,13 +207,13 @@ def make_phantom(kind: str, settings: Mapping[str, Any]) -> Phantom:
         lab = vial_labels(size, len(vial_specs))
         regions = {k + 1: str(v.get("name", f"vial{k + 1}")) for k, v in enumerate(vial_specs)}
         regions[len(vial_specs) + 1] = "water"
-        values = {k + 1: _region_values(regions[k + 1], v) for k, v in enumerate(vial_specs)}
-        values[len(vial_specs) + 1] = _region_values("water", vs["background"])
+        values = {k + 1: _region_values(regions[k + 1], v, known) for k, v in enumerate(vial_specs)}
+        values[len(vial_specs) + 1] = _region_values("water", vs["background"], known)
     elif kind == "brain":
         bs = settings["brain"]
         lab = brain_labels(size)
         regions = {1: "WM", 2: "GM", 3: "CSF"}
-        values = {k: _region_values(name, bs[name]) for k, name in regions.items()}
+        values = {k: _region_values(name, bs[name], known) for k, name in regions.items()}
     else:
         raise ValueError(f"unknown phantom kind {kind!r}; choose from {KINDS}")
     b1, omega0, m0 = smooth_fields(size, settings.get("b1_range", (0.8, 1.2)), float(settings.get("omega0_max", 100.0)),

@@ -107,13 +107,33 @@ def save_figure(fig: Any, paths: Sequence[str | os.PathLike[str]], dpi: int = 20
 # --------------------------------------------------------------------------- learning curves
 
 
-def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool | None = None) -> Any:
+def learning_curve_offsets(histories: Mapping[str, Any], continues: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Epoch offset of each network: a network that continues another (``{"bias_reduced": "crb"}``
+    when it is fine-tuned from the CRB network) starts after that network's selected epoch.
+
+    >>> import pandas as pd
+    >>> h = {"crb": pd.DataFrame({"epoch": [1, 2, 3], "best_epoch": [1, 2, 2]}), "bias_reduced": pd.DataFrame({"epoch": [1]})}
+    >>> learning_curve_offsets(h, {"bias_reduced": "crb"})
+    {'crb': 0, 'bias_reduced': 2}
+    """
+    out = {name: 0 for name in histories}
+    for name, parent in (continues or {}).items():
+        if name in histories and parent in histories:
+            h = histories[parent]
+            out[name] = int(h["best_epoch"].iloc[-1]) if "best_epoch" in h else int(h["epoch"].max())
+    return out
+
+
+def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool | None = None,
+                         continues: Mapping[str, str] | None = None) -> Any:
     """Validation CRB-normalized loss (and training loss where it is CRB-normalized) per network.
 
     ``histories`` maps loss name -> ``pandas.DataFrame`` of ``results/train_network/<loss>/history.csv``
-    (columns ``epoch``, ``train_loss``, ``val_crb_mean`` and ``val_crb_<p>``).  Left panel: mean over
-    parameters; one panel per parameter after it.  A dashed line marks 1 (efficient unbiased
-    estimator); the epoch axis is logarithmic when there are more than 20 epochs (or ``log_epochs``).
+    (columns ``epoch``, ``train_loss``, ``val_crb_mean``, ``val_crb_<p>`` and ``best_epoch``).  Left
+    panel: mean over parameters; one panel per parameter after it.  A dashed line marks 1 (efficient
+    unbiased estimator); a star marks the saved (selected) epoch of each network; a network that
+    continues another (``continues``, :func:`learning_curve_offsets`) is drawn after that network's
+    selected epoch.  The epoch axis is logarithmic when there are more than 20 epochs (or ``log_epochs``).
     """
     import matplotlib.pyplot as plt
 
@@ -122,17 +142,25 @@ def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool | None =
                     key=lambda p: list(PARAMETER_LABELS).index(p) if p in PARAMETER_LABELS else 99)
     panels = ["mean", *params]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.6), sharey=True, squeeze=False)
-    n_epochs = max((int(h["epoch"].max()) for h in histories.values()), default=1)
+    offsets = learning_curve_offsets(histories, continues)
+    n_epochs = max((int(h["epoch"].max()) + offsets[k] for k, h in histories.items()), default=1)
     use_log = (n_epochs > 20) if log_epochs is None else log_epochs
     for ax, panel in zip(axes[0], panels):
         for loss, h in histories.items():
             col = "val_crb_mean" if panel == "mean" else f"val_crb_{panel}"
             if col not in h:
                 continue
-            ax.plot(h["epoch"], h[col], color=estimator_color(loss), label=f"{estimator_label(loss)} (val.)",
+            epoch = h["epoch"] + offsets[loss]
+            ax.plot(epoch, h[col], color=estimator_color(loss), label=f"{estimator_label(loss)} (val.)",
                     marker="o" if len(h) < 10 else None, ms=3)
+            if "best_epoch" in h:
+                sel = int(h["best_epoch"].iloc[-1])
+                row = h[h["epoch"] == sel]
+                if len(row):
+                    ax.plot([sel + offsets[loss]], [float(row[col].iloc[0])], marker="*", ms=9,
+                            color=estimator_color(loss), mec="k", mew=0.5, ls="none")
             if panel == "mean" and loss == "crb" and "train_loss" in h:
-                ax.plot(h["epoch"], h["train_loss"], color=estimator_color(loss), ls=":", label="CRB network (train)")
+                ax.plot(epoch, h["train_loss"], color=estimator_color(loss), ls=":", label="CRB network (train)")
         ax.axhline(1.0, color="k", ls="--", lw=0.8)
         ax.set_yscale("log")
         if use_log:
@@ -140,6 +168,54 @@ def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool | None =
         ax.set_xlabel("epoch")
         ax.set_title("mean over parameters" if panel == "mean" else PARAMETER_LABELS.get(panel, panel))
     axes[0, 0].set_ylabel("CRB-normalized loss")
+    axes[0, 0].legend(loc="best", fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------- SNR sweep
+
+SWEEP_ROWS: dict[str, str] = {
+    "mean_loss": "mean CRB-normalized loss",
+    "median_abs_bias": r"median |bias| / $\sqrt{\mathrm{CRB}}$",
+    "median_std": r"median std / $\sqrt{\mathrm{CRB}}$",
+}
+
+
+def plot_snr_sweep(ds: Any) -> Any:
+    """Estimators against the CRB over SNR (``results/evaluate_snr_sweep/sweep.nc``, crbnn.snr_sweep).
+
+    Rows: mean CRB-normalized loss (log scale, dashed line at 1 = efficient unbiased estimator),
+    median |bias|/sqrt(CRB) and median std/sqrt(CRB) (line at 1); columns: the estimated parameters
+    and their mean; bands: 95 % bootstrap intervals over the test samples; log SNR axis.
+    """
+    import matplotlib.pyplot as plt
+
+    params = [str(p) for p in ds["parameter"].values]
+    fig, axes = plt.subplots(len(SWEEP_ROWS), len(params), figsize=(2.5 * len(params), 2.2 * len(SWEEP_ROWS)),
+                             sharex=True, sharey="row", squeeze=False)
+    snr = ds["snr"].values
+    for i, (stat, label) in enumerate(SWEEP_ROWS.items()):
+        for j, p in enumerate(params):
+            ax = axes[i, j]
+            for e in ds["estimator"].values:
+                e = str(e)
+                v = ds[stat].sel(estimator=e, parameter=p).values
+                lo = ds[f"{stat}_lo"].sel(estimator=e, parameter=p).values
+                hi = ds[f"{stat}_hi"].sel(estimator=e, parameter=p).values
+                ax.plot(snr, v, color=estimator_color(e), marker="o", ms=3, label=estimator_label(e))
+                ax.fill_between(snr, lo, hi, color=estimator_color(e), alpha=0.2, lw=0)
+            if stat != "median_abs_bias":
+                ax.axhline(1.0, color="k", ls="--", lw=0.8)
+            if stat == "mean_loss":
+                ax.set_yscale("log")
+                ax.set_title("mean over parameters" if p == "mean" else PARAMETER_LABELS.get(p, p))
+            ax.set_xscale("log")
+            ax.set_xticks(snr, [f"{s:g}" for s in snr], minor=False)
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+            if i == len(SWEEP_ROWS) - 1:
+                ax.set_xlabel(r"SNR = $|M_0|/\sigma$")
+        axes[i, 0].set_ylabel(label)
     axes[0, 0].legend(loc="best", fontsize="small", frameon=False)
     fig.tight_layout()
     return fig

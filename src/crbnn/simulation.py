@@ -2,8 +2,9 @@
 
 Streams a parameter table through :func:`crbnn.physics.simulate_paper` in batches (memory stays
 flat in the number of signals), compresses with the subspace basis (c = U^H s) and computes the
-Cramer-Rao bounds of the estimated parameters with all nuisance parameters in the Fisher matrix,
-at M0 = 1 and sigma = 1 (scale by sigma^2 / |M0|^2 at use).
+Cramer-Rao bounds of the estimated parameters with the nuisance parameters in the Fisher matrix
+(the other tissue parameters are known: crbnn.regime), at M0 = 1 and sigma = 1 (scale by
+sigma^2 / |M0|^2 at use).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from .r2sl import R2slTable
 log = logging.getLogger(__name__)
 
 DEFAULT_ESTIMATED = ("m0s", "T1", "T2f")
-DEFAULT_NUISANCE = ("M0_re", "M0_im", "Rex", "T2s", "omega0", "B1")
+#: The paper's regime (crbnn.regime): complex M0, omega0 and B1 unknown, Rex and T2s known.
+DEFAULT_NUISANCE = ("M0_re", "M0_im", "omega0", "B1")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

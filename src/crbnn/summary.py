@@ -15,6 +15,10 @@ Layout of the summary (all keys optional except ``config``)::
      "training": {loss: {"epochs": int, "final_train_loss": float, "final_val_crb_mean": float,
                          "wall_time_s": float, "samples_per_s": float}},
      "grids": {grid: {estimator: {parameter: {"mean_normalized_loss": float, ...}}}},
+     "snr_sweep": {estimator: {"SNR<s>": {parameter: {"mean_loss": float, "mean_loss_lo": ..., ...}}}},
+     "regimes": {"point<i>": {"point": {...}, "sqrt_crb": {p: float}, "sqrt_crb_all_unknown": {...}, "ratio": {...}}},
+     "nlls_efficiency": {grid: {parameter: float, "points": int}},
+     "claims": {...: bool | float | str},
      "config": {...: number | str | list}}
 
 >>> s = {"networks": {"crb": {"crb_loss_mean": 1.234}}, "config": {"sigma": 0.01}}
@@ -75,6 +79,35 @@ HEADLINE_ALIASES = {
         for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"))
         for par, p in (("MzeroS", "m0s"), ("Tone", "T1"), ("TtwoF", "T2f"))
     },
+    "ClaimVerdict": ("claims", "verdict"),
+    "ClaimTolMean": ("claims", "tolerance_mean"),
+    "ClaimTolEach": ("claims", "tolerance_each"),
+    "ClaimMinSNR": ("claims", "min_snr"),
+    "ClaimNearOne": ("claims", "crb_loss_near_one"),
+    "ClaimCRBBeatsMSE": ("claims", "crb_beats_mse"),
+    "ClaimMSEOverCRB": ("claims", "mse_over_crb"),
+    "ClaimSweepSNRs": ("claims", "sweep_crb_closer_snrs"),
+    "ClaimSweepHigh": ("claims", "sweep_crb_closer_high_snr"),
+    "SelectedEpochCRB": ("training", "crb", "selected_epoch"),
+    **{
+        f"RegimeSqrtCRB{pt}{kind}": ("regimes", key, field, "m0s")
+        for pt, key in (("Low", "point1"), ("WM", "point2"), ("High", "point3"))
+        for kind, field in (("Known", "sqrt_crb"), ("All", "sqrt_crb_all_unknown"))
+    },
+    "RegimeSqrtCRBTtwoFKnown": ("regimes", "point4", "sqrt_crb", "T2f"),
+    "RegimeSqrtCRBTtwoFAll": ("regimes", "point4", "sqrt_crb_all_unknown", "T2f"),
+    **{
+        f"Sweep{net}Fifty": ("snr_sweep", key, "SNR50", "mean", "mean_loss")
+        for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"), ("NLLS", "nlls"))
+    },
+    **{
+        f"Sweep{net}Ten": ("snr_sweep", key, "SNR10", "mean", "mean_loss")
+        for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"), ("NLLS", "nlls"))
+    },
+    **{
+        f"NLLSEff{par}": ("nlls_efficiency", "m0s-T1", p)
+        for par, p in (("MzeroS", "m0s"), ("Tone", "T1"), ("TtwoF", "T2f"))
+    },
 }
 
 _DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
@@ -105,6 +138,12 @@ def read_history(path: str | Path) -> dict[str, Any]:
         "final_train_loss": float(last["train_loss"]),
         "wall_time_s": float(last["wall_time_s"]),
     }
+    if last.get("best_epoch"):
+        best = int(float(last["best_epoch"]))
+        out["selected_epoch"] = best
+        sel = [r for r in rows if int(float(r["epoch"])) == best]
+        if sel and "val_crb_mean" in sel[0]:
+            out["selected_val_crb_mean"] = float(sel[0]["val_crb_mean"])
     if "val_crb_mean" in last:
         out["final_val_crb_mean"] = float(last["val_crb_mean"])
     if rates:
@@ -153,6 +192,111 @@ def read_invivo_regions(path: str | Path) -> dict[str, Any]:
 
 def _num(v: Any) -> float:
     return math.nan if v is None else float(v)
+def snr_key(snr: float) -> str:
+    """Summary key of an SNR: ``SNR50``, ``SNR7.5``."""
+    return f"SNR{float(snr):g}"
+
+
+def read_snr_sweep(path: str | Path) -> dict[str, Any]:
+    """The SNR sweep table (``results/evaluate_snr_sweep/sweep.csv``) as
+    ``{estimator: {"SNR<s>": {parameter: {statistic: float}}}}``."""
+    out: dict[str, Any] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            est, snr, par = row.pop("estimator"), float(row.pop("snr")), row.pop("parameter")
+            out.setdefault(est, {}).setdefault(snr_key(snr), {})[par] = {k: _to_float(v) for k, v in row.items()}
+    return out
+
+
+def read_regimes(path: str | Path) -> dict[str, Any]:
+    """The regime comparison (``results/compare_regimes/sqrt_crb.json``) keyed ``point1``, ``point2``, ..."""
+    data = json.loads(Path(path).read_text())
+    return {f"point{i + 1}": row for i, row in enumerate(data["points"])}
+
+
+def prior_width(spec: Mapping[str, Any]) -> float:
+    """Width of a prior's support in SI units (``high - low``; 0 for a fixed value; NaN when the
+    numbers are transformed or in other units).
+
+    >>> prior_width({"dist": "uniform", "low": 0.4, "high": 2.5}), prior_width({"dist": "fixed", "value": 1.0})
+    (2.1, 0.0)
+    """
+    if spec.get("dist") == "fixed":
+        return 0.0
+    if spec.get("transform", "none") != "none" or spec.get("units", "SI") != "SI":
+        return math.nan
+    return float(spec["high"]) - float(spec["low"])
+
+
+def informative_std_ratio(ds: Any, priors: Mapping[str, Mapping[str, Any]], estimator: str = "nlls",
+                          fraction: float = 0.2) -> dict[str, Any]:
+    """Median std/sqrt(CRB) of ``estimator`` per parameter over the grid points where sqrt(CRB) is
+    below ``fraction`` of the prior's width (where the data, not the prior bounds, decide the fit):
+    an efficient estimator gives about 1 there.  ``points``: how many grid points qualified per
+    parameter (``{parameter: int}``)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    if estimator not in [str(e) for e in ds["estimator"].values]:
+        return out
+    for p in [str(v) for v in ds["parameter"].values]:
+        width = prior_width(priors.get(p, {"dist": "fixed"}))
+        sel = ds.sel(estimator=estimator, parameter=p)
+        ok = (sel["sqrt_crb"] < fraction * width).values & np.isfinite(sel["std_over_sqrt_crb"].values)
+        counts[p] = int(ok.sum())
+        out[p] = float(np.median(sel["std_over_sqrt_crb"].values[ok])) if ok.any() else math.nan
+    out["points"] = counts
+    return out
+
+
+#: SNRs at and above which the sweep claim is judged (the paper's SNR 50 lies inside).
+CLAIM_MIN_SNR = 35.0
+#: How far from 1 the CRB network's test-set loss may be: mean over parameters, each parameter.
+CLAIM_TOLERANCE_MEAN = 0.2
+CLAIM_TOLERANCE_EACH = 0.4
+
+
+def claims(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Did the paper's claims hold in this run?  Verdicts computed from the other summary sections.
+
+    * ``crb_loss_near_one``: the CRB network's test-set loss (mean over parameters) is within 20 %
+      of 1 and every parameter's within 40 %;
+    * ``mse_over_crb``: the MSE network's test-set loss divided by the CRB network's;
+    * ``crb_beats_mse``: that ratio is above 1;
+    * ``sweep_crb_closer_snrs``: the SNRs where the CRB network's mean loss is closer to 1 than the
+      MSE network's, and ``sweep_crb_closer_high_snr``: whether that holds at every SNR >= 35;
+    * ``verdict``: "held" when all three hold, else "did not hold".
+    Missing sections give ``None``.
+    """
+    nets = summary.get("networks", {})
+    out: dict[str, Any] = {"tolerance_mean": CLAIM_TOLERANCE_MEAN, "tolerance_each": CLAIM_TOLERANCE_EACH,
+                           "min_snr": CLAIM_MIN_SNR}
+    crb, mse = nets.get("crb", {}), nets.get("mse", {})
+    if "crb_loss_mean" in crb:
+        per = crb.get("crb_loss", {})
+        out["crb_loss_near_one"] = bool(abs(crb["crb_loss_mean"] - 1) <= CLAIM_TOLERANCE_MEAN
+                                        and all(abs(v - 1) <= CLAIM_TOLERANCE_EACH for v in per.values()))
+    if "crb_loss_mean" in crb and "crb_loss_mean" in mse:
+        out["mse_over_crb"] = float(mse["crb_loss_mean"] / crb["crb_loss_mean"])
+        out["crb_beats_mse"] = bool(out["mse_over_crb"] > 1)
+    sweep = summary.get("snr_sweep", {})
+    if "crb" in sweep and "mse" in sweep:
+        closer, high = [], True
+        for key, by_par in sweep["crb"].items():
+            snr = float(key[3:])
+            c, m = by_par["mean"]["mean_loss"], sweep["mse"][key]["mean"]["mean_loss"]
+            better = abs(c - 1) < abs(m - 1)
+            if better:
+                closer.append(snr)
+            if snr >= CLAIM_MIN_SNR and not better:
+                high = False
+        out["sweep_crb_closer_snrs"] = closer
+        out["sweep_crb_closer_high_snr"] = high
+    keys = ("crb_loss_near_one", "crb_beats_mse", "sweep_crb_closer_high_snr")
+    if all(k in out for k in keys):
+        out["verdict"] = "held" if all(out[k] for k in keys) else "did not hold"
+    return out
 
 
 def summarize(
@@ -161,13 +305,18 @@ def summarize(
     summary_table: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
     invivo_regions: str | Path | None = None,
+    snr_sweep: str | Path | None = None,
+    regimes: str | Path | None = None,
+    grids: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Aggregate the evaluation outputs that exist into one summary dictionary.
 
     ``evaluations`` and ``histories`` map a loss name to its evaluation JSON / ``history.csv``;
-    missing files are skipped (so a partial run still gives a summary); ``config`` holds the
-    configuration values the manuscript quotes (copied as is); ``invivo_regions`` the in vivo
-    ``regions.json`` (section ``invivo``, :func:`read_invivo_regions`).
+    ``invivo_regions`` the in vivo ``regions.json`` (section ``invivo``, :func:`read_invivo_regions`);
+    ``snr_sweep`` is the sweep table, ``regimes`` the regime comparison, ``grids`` maps a grid name
+    to its ``evaluate_grid`` NetCDF (for :func:`informative_std_ratio`); missing files are skipped
+    (so a partial run still gives a summary); ``config`` holds the configuration values the
+    manuscript quotes (copied as is).  ``claims`` (:func:`claims`) is derived from the rest.
     """
     out: dict[str, Any] = {"config": dict(config or {})}
     nets = {k: read_evaluation(p) for k, p in (evaluations or {}).items() if Path(p).exists()}
@@ -182,6 +331,19 @@ def summarize(
         regions = read_invivo_regions(invivo_regions)
         if regions:
             out["invivo"] = regions
+    if snr_sweep is not None and Path(snr_sweep).exists():
+        out["snr_sweep"] = read_snr_sweep(snr_sweep)
+    if regimes is not None and Path(regimes).exists():
+        out["regimes"] = read_regimes(regimes)
+    eff = {}
+    for g, p in (grids or {}).items():
+        if Path(p).exists():
+            from .evaluation import read_netcdf
+
+            eff[g] = informative_std_ratio(read_netcdf(p), out["config"].get("priors", {}))
+    if eff:
+        out["nlls_efficiency"] = eff
+    out["claims"] = claims(out)
     return out
 
 
@@ -302,12 +464,19 @@ def latex_macros(summary: Mapping[str, Any], digits: int = 3, raw: Mapping[str, 
 
 #: Captions of the grid-map figures per quantity (the figure rule's ``quantity`` wildcard).
 GRID_MAP_CAPTIONS = {
-    "bias": "Bias of each estimator (columns) and parameter (rows) over the grid, in physical units.",
-    "std_ratio": (
-        "Standard deviation of each estimator over noise realizations divided by the square root of "
-        "the CRB; 1 is efficient, below 1 is possible only for biased estimators."
+    "bias": (
+        "Bias over the grid, in physical units; rows: the estimators (NLLS and the networks), columns: "
+        "the estimated parameters."
     ),
-    "sqrt_crb": "Square root of the Cram\\'er-Rao bound of each parameter over the grid.",
+    "std_ratio": (
+        "Standard deviation over noise realizations divided by the square root of the CRB; rows: the "
+        "estimators, columns: the estimated parameters.  1 is efficient; below 1 is possible only for "
+        "biased estimators."
+    ),
+    "sqrt_crb": (
+        "Square root of the Cram\\'er-Rao bound over the grid (it does not depend on the estimator); "
+        "columns: the estimated parameters."
+    ),
 }
 
 
@@ -331,19 +500,83 @@ def latex_grid_figures(grids: Iterable[str], quantities: Iterable[str], folder: 
     return "\n".join(out) + "\n"
 
 
+#: Units of the tissue parameters in the prior table.
+PRIOR_UNITS = {"m0s": "", "T1": "s", "T2f": "s", "Rex": "1/s", "T2s": "s", "omega0": "rad/s", "B1": ""}
+
+
+def prior_text(spec: Mapping[str, Any], digits: int = 3) -> tuple[str, str]:
+    r"""(distribution, numbers) of one prior in LaTeX: ``fixed`` -> known value; ``uniform`` ->
+    U(low, high); ``loguniform`` -> log-uniform on [low, high]; ``truncnormal`` -> N(mean, std) on
+    [low, high]; a reciprocal transform or pi/TR units are stated.
+
+    >>> prior_text({"dist": "truncnormal", "mean": 0.15, "std": 0.15, "low": 0.0, "high": 0.35})
+    ('truncated normal', '$\\mathcal{N}$(0.15, 0.15) on [0, 0.35]')
+    >>> prior_text({"dist": "fixed", "value": 13.6, "transform": "none", "units": "SI"})
+    ('known', '13.6')
+    """
+    f = lambda k: format_value(spec.get(k), digits)  # noqa: E731
+    dist = spec.get("dist", "")
+    if dist == "fixed":
+        name, text = "known", f("value")
+    elif dist == "uniform":
+        name, text = "uniform", f"U({f('low')}, {f('high')})"
+    elif dist == "loguniform":
+        name, text = "log-uniform", f"[{f('low')}, {f('high')}]"
+    elif dist == "truncnormal":
+        name, text = "truncated normal", rf"$\mathcal{{N}}$({f('mean')}, {f('std')}) on [{f('low')}, {f('high')}]"
+    else:
+        name, text = latex_escape(str(dist)), ""
+    if spec.get("transform", "none") == "reciprocal":
+        text += " (of the reciprocal)"
+    if spec.get("units", "SI") == "pi/TR":
+        text += r" $\times\,\pi/T_R$"
+    return name, text
+
+
 def latex_prior_table(priors: Mapping[str, Mapping[str, Any]], digits: int = 3) -> str:
     r"""A booktabs ``tabular`` of the training priors (``priors.parameters`` of the config): one row
-    per parameter with its distribution and numbers, so the manuscript never types a prior by hand.
+    per parameter with its unit, distribution and numbers (:func:`prior_text`), so the manuscript
+    never types a prior by hand.
 
     >>> print(latex_prior_table({"T1": {"dist": "uniform", "low": 0.4, "high": 2.5}}).splitlines()[4])
-    T1 & uniform & low 0.4, high 2.5 \\
+    T1 & s & uniform & U(0.4, 2.5) \\
     """
-    lines = [r"\begin{tabular}{llp{0.6\linewidth}}", r"\toprule", r"parameter & distribution & settings \\", r"\midrule"]
-    for name, spec in priors.items():
-        settings = ", ".join(
-            f"{latex_escape(k)} {format_value(v, digits)}" for k, v in spec.items() if k != "dist"
-        )
-        lines.append(rf"{latex_escape(name)} & {latex_escape(str(spec.get('dist', '')))} & {settings} \\")
+    lines = [r"\begin{tabular}{lllp{0.45\linewidth}}", r"\toprule", r"parameter & unit & distribution & values \\",
+             r"\midrule"]
+    order = list(PRIOR_UNITS)
+    for name in sorted(priors, key=lambda p: order.index(p) if p in order else len(order)):
+        spec = priors[name]
+        dist, text = prior_text(spec, digits)
+        unit = PRIOR_UNITS.get(name, "")
+        if spec.get("units", "SI") == "pi/TR":
+            unit = ""
+        lines.append(rf"{latex_escape(name)} & {latex_escape(unit)} & {dist} & {text} \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def latex_snr_table(sweep: Mapping[str, Any], digits: int = 3) -> str:
+    r"""A booktabs ``tabular`` of the SNR sweep: mean CRB-normalized loss (mean over the estimated
+    parameters) with its 95 % bootstrap interval, one row per SNR and one column per estimator.
+
+    >>> s = {"crb": {"SNR50": {"mean": {"mean_loss": 1.1, "mean_loss_lo": 1.0, "mean_loss_hi": 1.2}}}}
+    >>> print(latex_snr_table(s).splitlines()[4])
+    50 & 1.1 [1, 1.2] \\
+    """
+    from .plots import ESTIMATOR_STYLE, estimator_label
+
+    order = list(ESTIMATOR_STYLE)
+    ests = sorted(sweep, key=lambda e: order.index(e) if e in order else len(order))
+    snrs = sorted({k for e in ests for k in sweep[e]}, key=lambda k: float(k[3:]))
+    lines = [rf"\begin{{tabular}}{{l{'l' * len(ests)}}}", r"\toprule",
+             "SNR & " + " & ".join(latex_escape(estimator_label(e)) for e in ests) + r" \\", r"\midrule"]
+    for key in snrs:
+        cells = []
+        for e in ests:
+            v = sweep[e].get(key, {}).get("mean", {})
+            cells.append(f"{format_value(v.get('mean_loss'), digits)} [{format_value(v.get('mean_loss_lo'), digits)}, "
+                         f"{format_value(v.get('mean_loss_hi'), digits)}]" if v else "--")
+        lines.append(f"{key[3:]} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 

@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 
 from crbnn import __version__
 from crbnn.devices import resolve_device  # noqa: F401  (re-exported for scripts)
+from crbnn.interrupt import Interrupted
 from crbnn.losses import LOSSES, compute_loss, crb_normalized_errors
 from crbnn.nets import EstimatorNet, build_from_architecture, build_network, count_weights
 
@@ -79,6 +80,7 @@ class TrainSettings:
     lr_step_epochs: int = 40
     lr_gamma: float = 0.5
     grad_clip: float | None = None
+    grad_clip_factor: float | None = None
     weight_decay: float = 0.0
     max_train_samples: int | None = None
     val_seed: int = 2
@@ -86,6 +88,7 @@ class TrainSettings:
     realizations: int = 8
     lam: float = 1.0
     delta: float = 1.0
+    ema_decay: float = 0.995
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainSettings:
@@ -116,6 +119,10 @@ class TrainSettings:
             raise ValueError(f"realizations must be >= 2, got {self.realizations}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.grad_clip_factor is not None and self.grad_clip_factor <= 1.0:
+            raise ValueError(f"grad_clip_factor must be > 1 (or None), got {self.grad_clip_factor}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (``m0_range`` as a list)."""
@@ -153,7 +160,8 @@ def settings_for_loss(train_config: Mapping[str, Any], loss: str) -> dict[str, A
         out["sigma"] = noise["sigma"]
     if "m0_min" in noise or "m0_max" in noise:
         out["m0_range"] = [noise.get("m0_min", 0.1), noise.get("m0_max", 1.0)]
-    for key in ("epochs", "batch_size", "lr", "lr_step_epochs", "lr_gamma", "grad_clip", "weight_decay"):
+    for key in ("epochs", "batch_size", "lr", "lr_step_epochs", "lr_gamma", "grad_clip", "grad_clip_factor", "weight_decay",
+                "ema_decay"):
         if key in c.get("optimizer", {}):
             out[key] = c["optimizer"][key]
     if loss == "bias_reduced":
@@ -186,6 +194,8 @@ class TrainingData:
     sequence_sha256: str
     basis_sha256: str
     path: str = ""
+    nuisance: list[str] = field(default_factory=list)
+    known: dict[str, float] = field(default_factory=dict)
 
     @property
     def rank(self) -> int:
@@ -200,7 +210,7 @@ class TrainingData:
         if n is None or n >= len(self):
             return self
         return TrainingData(self.coefficients[:n], self.targets[:n], self.crb[:n], self.estimated, self.units,
-                            self.sequence_sha256, self.basis_sha256, self.path)
+                            self.sequence_sha256, self.basis_sha256, self.path, self.nuisance, self.known)
 
     def fingerprint(self) -> str:
         """sha256 of the arrays and hashes (identifies the data in checkpoints)."""
@@ -267,6 +277,20 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     if not np.iscomplexobj(coefficients):
         raise ValueError(f"{path}: coefficients must be complex, got {coefficients.dtype}")
     targets = params[:, cols]
+    nuisance = attrs.get("nuisance", [])
+    if isinstance(nuisance, str):
+        nuisance = json.loads(nuisance) if nuisance.startswith("[") else [nuisance]
+    nuisance = list(nuisance)
+    known: dict[str, float] = {}
+    if nuisance:  # known parameters: neither estimated nor nuisance, one value in the whole set
+        from crbnn.regime import known_parameters
+
+        for p in known_parameters(estimated, nuisance):
+            if p in pnames and len(params):
+                col = params[:, pnames.index(p)]
+                if not np.all(col == col[0]):
+                    raise ValueError(f"{path}: {p} is known (neither estimated nor nuisance) but varies in the data set")
+                known[p] = float(col[0])
     for name, arr in (("coefficients", coefficients), ("parameters", targets), ("crb", crb)):
         _check_finite(name, arr, str(path))
     if (crb <= 0).any():
@@ -280,6 +304,8 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
         sequence_sha256=str(attrs.get("sequence_sha256", "")),
         basis_sha256=str(attrs.get("basis_sha256", "")),
         path=str(path),
+        nuisance=nuisance,
+        known=known,
     )
 
 
@@ -390,10 +416,56 @@ def make_validation_set(data: TrainingData, settings: TrainSettings, device: tor
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(
+    model: EstimatorNet,
+    coefficients: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    batches: int = 20,
+) -> None:
+    """Re-estimate BatchNorm's running statistics with the weights frozen.
+
+    During training BatchNorm keeps exponential moving averages (momentum 0.1) of the batch
+    statistics, i.e. of roughly the last ten batches, each computed with different weights.  Late in
+    an epoch at a high learning rate these lag the weights, and the eval-mode network they define
+    differs from epoch to epoch far more than the weights do: the validation loss jumps
+    (benchmarks/validation_stability.py).  This replaces them by exact averages (``momentum=None``)
+    over ``batches`` fresh noisy training batches of ``settings.batch_size`` signals, drawn with
+    ``generator`` (the training noise stream is untouched).  No weight changes; a network without
+    BatchNorm is left as it is.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative (exact) average
+    was_training = model.training
+    model.train()
+    n, bs = int(coefficients.shape[0]), max(2, int(settings.batch_size))
+    order = torch.randperm(n, generator=generator)
+    for k in range(batches):
+        idx = order[(k * bs) % n : (k * bs) % n + bs]
+        if len(idx) < 2:
+            continue
+        y, _ = draw_noisy(coefficients[idx.to(coefficients.device)], generator, settings.sigma, settings.m0_range)
+        model(normalize_inputs(y, settings.normalization))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+
+
+@torch.no_grad()
 def validation_metrics(
-    model: EstimatorNet, val: ValidationSet, names: Sequence[str], batch_size: int = 65536
+    model: EstimatorNet, val: ValidationSet, names: Sequence[str], batch_size: int = 65536, loss: str = "crb"
 ) -> dict[str, float]:
-    """``val_mse_<p>`` (physical units squared), ``val_crb_<p>`` and ``val_crb_mean`` (model in eval mode)."""
+    """``val_mse_<p>`` (physical units squared), ``val_crb_<p>``, ``val_crb_mean`` and ``val_loss``.
+
+    ``val_loss`` is the training objective of ``loss`` on the validation set, the criterion of model
+    selection: the mean of ``val_mse_<p>`` for ``mse``, ``val_crb_mean`` for ``crb`` and
+    ``bias_reduced`` (whose own objective needs several noise draws per signal).  Eval mode.
+    """
     was_training = model.training
     model.eval()
     est = torch.cat([model(val.x[i : i + batch_size]) for i in range(0, len(val.x), batch_size)])
@@ -403,7 +475,56 @@ def validation_metrics(
     out = {f"val_mse_{p}": float(mse[k]) for k, p in enumerate(names)}
     out.update({f"val_crb_{p}": float(crbn[k]) for k, p in enumerate(names)})
     out["val_crb_mean"] = float(crbn.mean())
+    out["val_loss"] = float(mse.mean()) if loss == "mse" else out["val_crb_mean"]
     return out
+
+
+#: Steps whose gradient norms set the adaptive clipping threshold.
+CLIP_WINDOW = 200
+
+
+def clip_adaptive(model: torch.nn.Module, recent_norms: list[float], factor: float) -> float:
+    """Clip the gradient's global L2 norm to ``factor`` times the median norm of the last
+    :data:`CLIP_WINDOW` steps (no clipping during the first 20 steps); append this step's norm
+    (before clipping) to ``recent_norms``, which the caller keeps (and checkpoints).  Returns the norm.
+
+    Why: the CRB-normalized loss weights each signal by 1/CRB, which spans four orders of magnitude, so
+    a batch that holds a badly estimated low-CRB signal has a gradient 10-100 times the median.  Adam
+    then moves every weight by up to ~30 learning rates at once and the network jumps (the validation
+    loss went from 1.1 to 4.7 in one epoch at lr 4e-5 before this clip).  A threshold relative to the
+    recent median follows the gradient's scale through training.
+    """
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+    if len(recent_norms) >= 20:
+        limit = factor * float(np.median(recent_norms))
+        if norm > limit:
+            torch.nn.utils.clip_grads_with_norm_(params, limit, torch.tensor(norm))
+    recent_norms.append(norm)
+    del recent_norms[:-CLIP_WINDOW]
+    return norm
+
+
+def _ema_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """EMA update with warm-up: ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates."""
+
+    def average(avg: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = torch.clamp((1.0 + n) / (10.0 + n), max=decay).to(avg.dtype)
+        return avg * d + current * (1 - d)
+
+    return average
+
+
+def averaged_model(model: EstimatorNet, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Exponential moving average of the weights and BatchNorm statistics of ``model``.
+
+    Why: the validation loss of the last iterate jumps from epoch to epoch (by up to 10x in earlier
+    runs) because the CRB-normalized loss weights signals whose CRB spans four orders of magnitude,
+    so Adam's iterate wanders at the learning rates that train fastest.  Re-estimating BatchNorm's
+    statistics does not remove the jumps; averaging the iterates does (median jump 6x smaller,
+    benchmarks/validation_stability.py).  The averaged network is the one validated and saved.
+    """
+    return torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(decay), use_buffers=True)
 
 
 # ------------------------------------------------------------------------------------- training
@@ -457,8 +578,15 @@ def train_network(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     init_from: EstimatorNet | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[EstimatorNet, list[dict[str, float]]]:
     """Train one network; return the model (on CPU, eval mode, with ``.meta``) and the per-epoch history.
+
+    After every optimizer step an exponential moving average of the weights (``settings.ema_decay``,
+    :func:`averaged_model`) is updated; after every epoch that average is validated
+    (:func:`validation_metrics`), and the returned model is the average of the epoch with the lowest
+    ``val_loss`` (``meta["selected_epoch"]``), so the saved network does not depend on the luck of the
+    last epoch.  ``train_loss`` in the history is the mean training loss of the raw iterate.
 
     Args:
         train, val: data sets of the same basis and pulse train.
@@ -470,9 +598,12 @@ def train_network(
         init_from: a trained network to start from (fine-tuning; same architecture and normalization).
         on_epoch_end: called with the 1-based epoch after it and its checkpoint completed (tests
             use it to simulate a killed job).
+        should_stop: polled after every epoch (e.g. a `crbnn.interrupt.StopRequest`); when true, the
+            checkpoint of that epoch is written and `crbnn.interrupt.Interrupted` is raised.
 
     Raises:
         TrainingError: a non-finite loss (naming epoch and batch) or mismatched data sets.
+        Interrupted: ``should_stop`` became true (the checkpoint allows a resume).
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose from {LOSSES}")
@@ -493,6 +624,9 @@ def train_network(
             b"".join(v.detach().cpu().contiguous().numpy().tobytes() for v in init_from.state_dict().values())
         ).hexdigest()
     model.to(device)
+    ema = averaged_model(model, settings.ema_decay)
+    best: dict[str, Any] = {"epoch": 0, "val_loss": math.inf, "state": None}
+    recent_norms: list[float] = []  # gradient norms of the last steps (adaptive clipping)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma)
     gen = torch.Generator().manual_seed(derive_seed(settings.seed, "noise"))
@@ -506,6 +640,9 @@ def train_network(
             log.warning("checkpoint %s is for other settings or data; starting afresh", ckpt_path)
         else:
             model.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            best = dict(ckpt["best"])
+            recent_norms = list(ckpt.get("recent_norms", []))
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
             gen.set_state(ckpt["generator"])
@@ -562,30 +699,40 @@ def train_network(
             value.backward()
             if settings.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            if settings.grad_clip_factor:
+                clip_adaptive(model, recent_norms, settings.grad_clip_factor)
             opt.step()
+            ema.update_parameters(model)
             total += v * len(idx)
             count += len(idx)
         sched.step()
         t_train = time.perf_counter() - t0
-        metrics = validation_metrics(model, val_set, names)
+        metrics = validation_metrics(ema.module, val_set, names, loss=loss)
+        if metrics["val_loss"] < best["val_loss"] or best["state"] is None:
+            best = {"epoch": epoch, "val_loss": metrics["val_loss"],
+                    "state": {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}}
         dt = time.perf_counter() - t0
         epochs_this_run += 1
         wall = wall_before + time.perf_counter() - t_run
-        row = {"epoch": epoch, "train_loss": total / max(count, 1), **metrics, "lr": lr,
-               "epoch_time_s": dt, "samples_per_s": count / t_train, "wall_time_s": wall}
+        row = {"epoch": epoch, "train_loss": total / max(count, 1), **metrics, "best_epoch": best["epoch"],
+               "lr": lr, "epoch_time_s": dt, "samples_per_s": count / t_train, "wall_time_s": wall}
         history.append(row)
         eta = (time.perf_counter() - t_run) / epochs_this_run * (settings.epochs - epoch)
         per_param = ", ".join(f"{p} {metrics[f'val_crb_{p}']:.3g}" for p in names)
         log.info(
-            "epoch %d/%d  train %s %.4g  val CRB-normalized %.4g (%s)  lr %.3g  %.0f samples/s  ETA %s",
-            epoch, settings.epochs, loss, row["train_loss"], metrics["val_crb_mean"], per_param, lr,
+            "epoch %d/%d  train %s %.4g  val CRB-normalized %.4g (%s)  best epoch %d  lr %.3g  %.0f samples/s  ETA %s",
+            epoch, settings.epochs, loss, row["train_loss"], metrics["val_crb_mean"], per_param, best["epoch"], lr,
             row["samples_per_s"], _fmt_time(eta),
         )
-        if ckpt_path is not None and (epoch % settings.checkpoint_every == 0 or epoch == settings.epochs):
+        stop = should_stop is not None and should_stop()
+        if ckpt_path is not None and (epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stop):
             state = {
                 "fingerprint": fingerprint,
                 "epoch": epoch,  # data position: the next epoch starts at its first batch
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "ema": _to_cpu(ema.state_dict()),
+                "best": best,
+                "recent_norms": list(recent_norms),
                 "optimizer": _to_cpu(opt.state_dict()),
                 "scheduler": sched.state_dict(),
                 "generator": gen.get_state(),
@@ -599,8 +746,15 @@ def train_network(
             _atomic_torch_save(state, ckpt_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+        if stop and epoch < settings.epochs:
+            raise Interrupted(f"training {loss!r} stopped on request after epoch {epoch}/{settings.epochs}; "
+                              f"checkpoint {ckpt_path}; rerun to resume")
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
     model.cpu().eval()
     model.meta = build_meta(model, settings, loss, train)  # type: ignore[assignment]
+    model.meta["selected_epoch"] = int(best["epoch"])  # type: ignore[index]
+    model.meta["selected_val_loss"] = float(best["val_loss"])  # type: ignore[index]
     return model, history
 
 
@@ -632,6 +786,8 @@ def build_meta(model: EstimatorNet, settings: TrainSettings, loss: str, data: Tr
         "architecture": model.architecture(),
         "normalization": settings.normalization,
         "estimated": list(data.estimated),
+        "nuisance": list(data.nuisance),  # unknown to the network besides its outputs (CRB, infer)
+        "known": dict(data.known),  # parameters held at known values (SI), crbnn.regime
         "units": list(data.units),
         "output_offset": model.out_offset.tolist(),
         "output_scale": model.out_scale.tolist(),
@@ -656,6 +812,55 @@ def save_model(model: EstimatorNet, path: str | os.PathLike[str]) -> None:
     _atomic_torch_save({"state_dict": state, "meta": copy.deepcopy(meta)}, Path(path))
 
 
+class ModelFileError(ValueError):
+    """A file that is not a model of this project (the message names the file and what it is)."""
+
+
+def _what_file_is(path: Path, error: Exception) -> str:
+    """A short description of a file torch cannot load as a model (for error messages)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(512)
+    unsafe = any(k in str(error).lower() for k in ("weights only load failed", "unsupported global"))
+    if size == 0:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "an HDF5 file, not a model saved by train_network (torch zip archive)"
+    if unsafe:
+        return "a pickle with objects other than tensors and plain data (not loaded: unsafe)"
+    if head.startswith(b"PK\x03\x04"):
+        return f"a damaged or truncated torch archive ({size} bytes)"
+    try:
+        head.decode("utf-8")
+        return "a text file, not a model saved by train_network (torch zip archive)"
+    except UnicodeDecodeError:
+        return "not a model saved by train_network (torch zip archive)"
+
+
+def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``{"state_dict", "meta"}`` dict of a model file, loaded with ``weights_only=True``.
+
+    Raises :class:`ModelFileError` (one line naming the file and what is wrong) for a missing,
+    empty, truncated, text or HDF5 file, a pickle with objects other than tensors and plain data, or
+    a dict without ``state_dict`` and ``meta`` (architecture, estimated, normalization).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"{p}: model file not found")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types (OSError, RuntimeError, UnpicklingError, ...)
+        raise ModelFileError(f"{p}: cannot load the model: {_what_file_is(p, e)}") from None
+    if not isinstance(blob, dict) or not {"state_dict", "meta"} <= set(blob):
+        keys = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
+        raise ModelFileError(f"{p}: not a crbnn model: expected a dict with 'state_dict' and 'meta', got {keys}")
+    meta = blob["meta"]
+    missing = [k for k in ("architecture", "estimated", "normalization") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ModelFileError(f"{p}: not a crbnn model: its meta lacks {missing}")
+    return blob
+
+
 def load_model(
     path: str | os.PathLike[str],
     expect_basis_sha256: str | None = None,
@@ -667,7 +872,7 @@ def load_model(
     Raises ValueError when ``expect_basis_sha256`` / ``expect_sequence_sha256`` are given and differ
     from the hashes the network was trained with (its inputs would mean something else).
     """
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_model_file(path)
     meta = blob["meta"]
     for what, expected, key in (
         ("basis", expect_basis_sha256, "basis_sha256"),
@@ -678,8 +883,12 @@ def load_model(
                 f"{path}: network was trained for {what} {key}={meta.get(key)!r}, but the data use "
                 f"{expected!r}; retrain the network for this {what}"
             )
-    model = build_from_architecture(meta["architecture"])
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model = build_from_architecture(meta["architecture"])
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: the weights do not fit the architecture in its meta ({first})") from None
     model.meta = meta  # type: ignore[assignment]
     return model.to(device).eval()
 

@@ -5,82 +5,35 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
+from crbnn.config_checks import ConfigError
+from crbnn.config_checks import validate_config as check_and_resolve
 from crbnn.inputs import INPUTS
 from crbnn.logging_utils import prepend_pythonpath
+from crbnn.regime import known_values
 from crbnn.sampling import derive_seed
 
 SCHEMA_DIR = Path(workflow.basedir) / "workflow" / "schemas"
 ENVS = Path(workflow.basedir) / "envs"
+SEQUENCE_TR = None  # set by validate_config
 
 # Jobs in conda environments (envs/*.yaml hold third-party packages only) import crbnn from src/.
 prepend_pythonpath(Path(workflow.basedir) / "src")
 
 
 # ----------------------------------------------------------------------------- validation
-def _validate(data, schema, where):
-    """Validate ``data`` against ``schema`` (defaults filled in); name the key on errors."""
-    try:
-        validate(data, str(schema), set_default=True)
-    except WorkflowError as e:
-        err = e.__cause__ or e.__context__  # the jsonschema ValidationError
-        if not hasattr(err, "absolute_path"):
-            raise
-        key = (
-            ".".join([where, *map(str, err.absolute_path)])
-            if where
-            else ".".join(map(str, err.absolute_path))
-        )
-        raise WorkflowError(
-            f"invalid config value at '{key or '<top level>'}': {err.message} (schema {schema.name})"
-        ) from None
-
-
 def validate_config(config):
-    """Validate the top level and every section that has workflow/schemas/<section>.schema.yaml.
+    """Validate the config against workflow/schemas (defaults filled in) and check its consistency.
 
-    Runs at parse time, so no job starts with a bad config; fills in defaults.
+    Runs at parse time, so no job starts with a bad config (crbnn.config_checks.validate_config).
+    Sets SEQUENCE_TR, the pulse train's TR in s (sequence.tr, else the file's, else 3.5 ms for the
+    public train).
     """
-    _validate(config, SCHEMA_DIR / "config.schema.yaml", "")
-    for schema in sorted(SCHEMA_DIR.glob("*.schema.yaml")):
-        section = schema.name.removesuffix(".schema.yaml")
-        if section == "config":
-            continue
-        config.setdefault(section, {})
-        _validate(config[section], schema, section)
-    _check_consistency(config)
-
-
-def _check_consistency(config):
-    """Cross-section checks that a schema cannot express."""
-    pri = config["priors"]["parameters"]
-    grid = config["r2sl"]
-    for name, hi_key in (("T2s", "t2s_max"), ("B1", "b1_max")):
-        spec = pri[name]
-        hi = spec.get("value") if spec["dist"] == "fixed" else spec.get("high")
-        if (
-            spec.get("transform", "none") == "none"
-            and hi is not None
-            and hi > grid[hi_key]
-        ):
-            raise WorkflowError(
-                f"invalid config: priors.parameters.{name} reaches {hi} but r2sl.{hi_key} = {grid[hi_key]}; "
-                "the R2sl table must cover the prior (raise the grid or narrow the prior)"
-            )
-    lo = (
-        pri["T2s"].get("value")
-        if pri["T2s"]["dist"] == "fixed"
-        else pri["T2s"].get("low")
-    )
-    if lo is not None and lo < grid["t2s_min"]:
-        raise WorkflowError(
-            f"invalid config: priors.parameters.T2s starts at {lo} below r2sl.t2s_min = {grid['t2s_min']}"
-        )
-    if config["sequence"]["source"] == "file" and config["basis"]["source"] == "public":
-        raise WorkflowError(
-            "invalid config: basis.source 'public' belongs to the public pulse train; with sequence.source 'file' set basis.source: computed"
-        )
+    global SEQUENCE_TR
+    try:
+        SEQUENCE_TR = check_and_resolve(config, SCHEMA_DIR, Path.cwd())
+    except ConfigError as e:
+        raise WorkflowError(f"invalid config at {e}") from None
 
 
 # -------------------------------------------------------------------------- target registry
@@ -160,6 +113,14 @@ def shard_paths(wildcards):
         f"results/simulate_dataset/{wildcards.name}/shard_{i}.h5"
         for i in range(n_shards(wildcards))
     ]
+
+
+def known_tissue_values(wildcards=None):
+    """Values of the tissue parameters the model holds known (crbnn.regime), from their fixed priors."""
+    model = config["model"]
+    return known_values(
+        config["priors"]["parameters"], model["estimated"], model["nuisance"]
+    )
 
 
 def gpu_request(wildcards=None):

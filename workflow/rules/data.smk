@@ -44,7 +44,8 @@ rule build_sequence:
         mem_mb=1000,
         runtime=10,
     params:
-        tr=config["sequence"]["tr"],
+        tr=SEQUENCE_TR,
+        r2sl=config["r2sl"],
     script:
         "../scripts/build_sequence.py"
 

@@ -132,7 +132,69 @@ rule evaluate_test_set:
         "../scripts/evaluate_test_set.py"
 
 
+rule compare_regimes:
+    input:
+        sequence="resources/sequence.h5",
+        basis="resources/basis.h5",
+        r2sl="resources/r2sl.h5",
+    output:
+        "results/compare_regimes/sqrt_crb.json",
+    log:
+        "results/logs/compare_regimes/main.log",
+    benchmark:
+        "results/benchmarks/compare_regimes/main.tsv"
+    conda:
+        env("evaluate")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        fixed=config["grids"]["fixed"],
+        estimated=config["model"]["estimated"],
+        nuisance=config["model"]["nuisance"],
+        M0_abs=config["evaluate"]["M0_abs"],
+        sigma=config["evaluate"]["sigma"],
+    script:
+        "../scripts/compare_regimes.py"
+
+
+rule evaluate_snr_sweep:
+    input:
+        test="results/simulate_dataset/test.h5",
+        models=[f"results/train_network/{n}/model.pt" for n in NETWORKS],
+        sequence="resources/sequence.h5",
+        basis="resources/basis.h5",
+        r2sl="resources/r2sl.h5",
+    output:
+        nc="results/evaluate_snr_sweep/sweep.nc",
+        csv="results/evaluate_snr_sweep/sweep.csv",
+    log:
+        "results/logs/evaluate_snr_sweep/main.log",
+    benchmark:
+        "results/benchmarks/evaluate_snr_sweep/main.tsv"
+    conda:
+        env("evaluate")
+    threads: config["images"]["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=gpu_request,
+        runtime=240,
+    params:
+        estimators=ESTIMATORS,
+        networks=NETWORKS,
+        sweep=config["evaluate"]["snr_sweep"],
+        sigma=config["evaluate"]["sigma"],
+        seed=derive_seed(config["evaluate"]["seed"], "snr_sweep"),
+        batch_size=config["evaluate"]["batch_size"],
+        priors=config["priors"]["parameters"],
+        nlls=nlls_solver_settings(),
+        device=config["compute"]["device"],
+    script:
+        "../scripts/evaluate_snr_sweep.py"
+
+
 register_targets(
     [f"results/evaluate_grid/{g}.nc" for g in GRIDS]
-    + ["results/evaluate_test_set/errors.nc"]
+    + ["results/evaluate_test_set/errors.nc", "results/evaluate_snr_sweep/sweep.csv"]
 )

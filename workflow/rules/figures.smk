@@ -26,6 +26,7 @@ rule plot_learning_curves:
         runtime=10,
     params:
         networks=NETWORKS,
+        init_from_crb=config["train"]["bias_reduced"]["init_from_crb"],
         dpi=config["figures"]["dpi"],
         font_scale=config["figures"]["font_scale"],
     script:
@@ -120,9 +121,37 @@ rule summarize_evaluation:
         "../scripts/summarize_evaluation.py"
 
 
+rule plot_snr_sweep:
+    input:
+        "results/evaluate_snr_sweep/sweep.nc",
+    output:
+        png=report(
+            "results/figures/snr_sweep.png",
+            caption="../report/snr_sweep.rst",
+            category="SNR sweep",
+        ),
+        pdf="results/figures/snr_sweep.pdf",
+    log:
+        "results/logs/plot_snr_sweep/main.log",
+    benchmark:
+        "results/benchmarks/plot_snr_sweep/main.tsv"
+    conda:
+        env("evaluate")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        dpi=config["figures"]["dpi"],
+        font_scale=config["figures"]["font_scale"],
+    script:
+        "../scripts/plot_snr_sweep.py"
+
+
 register_targets(
     [
         "results/figures/learning_curves.png",
+        "results/figures/snr_sweep.png",
         "results/figures/error_distribution.png",
         "results/figures/summary_table.csv",
     ]

@@ -33,6 +33,7 @@ rule build_phantom:
         runtime=30,
     params:
         settings=config["phantom"],
+        known=known_tissue_values,
     script:
         "../scripts/build_phantom.py"
 
@@ -97,6 +98,7 @@ rule infer_image:
         runtime=120,
     params:
         nominal=config["nlls"]["nominal"],
+        fit=config["nlls"]["fit"],
         bounds=nlls_bounds,
         batch_size=config["images"]["batch_size"],
         device=config["compute"]["device"],

@@ -39,7 +39,7 @@ def nlls_bounds(wildcards=None):
 
     return bounds_from_priors(
         config["priors"]["parameters"],
-        config["sequence"]["tr"],
+        SEQUENCE_TR,
         config["nlls"]["fit"],
         config["nlls"]["bounds"],
     )

@@ -12,6 +12,9 @@ rule summarize:
         evaluations=[f"results/evaluate_network/{n}.json" for n in MANUSCRIPT_LOSSES],
         histories=[f"results/train_network/{n}/history.csv" for n in MANUSCRIPT_LOSSES],
         table="results/figures/summary_table.csv",
+        sweep="results/evaluate_snr_sweep/sweep.csv",
+        regimes="results/compare_regimes/sqrt_crb.json",
+        grids=[f"results/evaluate_grid/{g}.nc" for g in MANUSCRIPT_GRIDS],
         sequence="resources/sequence.h5",
         invivo_regions=invivo_regions_json,
     output:
@@ -28,6 +31,7 @@ rule summarize:
         runtime=5,
     params:
         losses=MANUSCRIPT_LOSSES,
+        grids=MANUSCRIPT_GRIDS,
         config=summary_config,
     script:
         "../scripts/summarize_results.py"
@@ -41,6 +45,7 @@ rule write_macros:
         grid_figures="results/manuscript/grid_figures.tex",
         priors="results/manuscript/priors.tex",
         regions="results/manuscript/invivo_regions.tex",
+        snr_table="results/manuscript/snr_table.tex",
     log:
         "results/logs/write_macros/main.log",
     benchmark:
@@ -70,6 +75,7 @@ rule build_manuscript:
         grid_figures="results/manuscript/grid_figures.tex",
         priors="results/manuscript/priors.tex",
         regions="results/manuscript/invivo_regions.tex",
+        snr_table="results/manuscript/snr_table.tex",
         table="results/figures/summary_table.tex",
         figures=manuscript_figures,
     output:

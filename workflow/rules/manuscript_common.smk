@@ -3,6 +3,9 @@
 import math
 from pathlib import Path
 
+from crbnn.regime import regime_description
+from crbnn.snr_sweep import INTERVAL_PERCENT
+
 MANUSCRIPT_LOSSES = list(config["train"]["losses"])
 MANUSCRIPT_GRIDS = list(config["grids"]["sets"])
 MANUSCRIPT_QUANTITIES = ["bias", "std_ratio", "sqrt_crb"]
@@ -41,6 +44,20 @@ def summary_config(wildcards=None):
         },
         "nlls_grid_realizations": config["nlls"]["grid_realizations"],
         "priors": config["priors"]["parameters"],
+        "known": known_tissue_values(),
+        "regime": regime_description(
+            config["model"]["estimated"],
+            config["model"]["nuisance"],
+            known_tissue_values(),
+        ),
+        "ema_decay": config["train"]["optimizer"]["ema_decay"],
+        "snr_sweep_snrs": config["evaluate"]["snr_sweep"]["snrs"],
+        "snr_sweep_realizations": config["evaluate"]["snr_sweep"]["realizations"],
+        "snr_sweep_nlls_samples": config["evaluate"]["snr_sweep"]["nlls_samples"],
+        "snr_sweep_nlls_realizations": config["evaluate"]["snr_sweep"][
+            "nlls_realizations"
+        ],
+        "snr_sweep_interval_percent": INTERVAL_PERCENT,
     }
 
 
@@ -58,6 +75,7 @@ def manuscript_figures(wildcards=None):
     figs = [
         "results/figures/learning_curves.pdf",
         "results/figures/error_distribution.pdf",
+        "results/figures/snr_sweep.pdf",
     ]
     figs += [
         f"results/figures/grid_maps_{q}_{g}.pdf"

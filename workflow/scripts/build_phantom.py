@@ -16,7 +16,7 @@ def main(snakemake):
     kind = snakemake.wildcards.phantom
     seq = load_sequence(snakemake.input.sequence)
     basis = load_basis(snakemake.input.basis)
-    phantom = make_phantom(kind, s)
+    phantom = make_phantom(kind, s, known=snakemake.params.known)
     seed = derive_seed(s["seed"], kind)
     clean, noisy, sigma = simulate_phantom(phantom, seq, basis.u, s["snr"], seed,
                                            r2sl=R2slTable.load(snakemake.input.r2sl), batch_size=s["batch_size"])

@@ -5,7 +5,7 @@ from crbnn.dataset import read_dataset
 from crbnn.devices import resolve_device, set_threads
 from crbnn.evaluation import network_estimator, noisy_test_set, normalized_test_errors, write_netcdf
 from crbnn.logging_utils import setup_logging
-from crbnn.nlls import bounds_from_priors, fit_nlls_with_settings, worker_processes
+from crbnn.nlls import bounds_from_priors, nlls_estimator, worker_processes
 from crbnn.r2sl import R2slTable
 from crbnn.sequence import load_sequence
 
@@ -28,13 +28,9 @@ def main(snakemake):
             basis = load_basis(snakemake.input.basis)
             r2sl = R2slTable.load(snakemake.input.r2sl)
             bounds = bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"])
-
-            def nlls_estimate(yy, seq=seq, basis=basis, r2sl=r2sl, bounds=bounds):
-                res = fit_nlls_with_settings(yy, seq, basis.u, n, bounds, r2sl=r2sl, device=device,
-                                             workers=workers, log=log.info)
-                return res.get(estimated)
-
-            estimators[name] = (nlls_estimate, p.nlls_samples)
+            f = nlls_estimator(seq, basis.u, n, bounds, estimated, r2sl=r2sl, device=device, workers=workers,
+                               log=log.info)
+            estimators[name] = (f, p.nlls_samples)
         else:
             f, _ = network_estimator(snakemake.input.models[p.networks.index(name)], attrs["basis_sha256"],
                                      attrs["sequence_sha256"], p.batch_size)

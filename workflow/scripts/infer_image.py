@@ -1,7 +1,8 @@
 """Network maps of one image with sqrt(CRB) and residual at the estimate (rule infer_image).
 
-Nuisance parameters (Rex, T2s, omega0, B1) and the noise sigma come from the NLLS fit of the same
-image; sqrt(CRB) and residual maps cover the voxels NLLS evaluated.
+The fitted nuisance parameters (omega0, B1; Rex and T2s too where the model leaves them unknown) and
+the noise sigma come from the NLLS fit of the same image; known parameters are at their known values.
+sqrt(CRB) and residual maps cover the voxels NLLS evaluated.
 """
 
 from pathlib import Path
@@ -10,8 +11,8 @@ import numpy as np
 
 from crbnn.basis import load_basis
 from crbnn.devices import resolve_device, set_threads
-from crbnn.images import (check_model_image, network_maps, read_coefficient_image, read_info, read_maps,
-                          uncertainty_maps, write_maps)
+from crbnn.images import (check_model_image, network_maps, nuisance_of_fit, read_coefficient_image, read_info,
+                          read_maps, uncertainty_maps, write_maps)
 from crbnn.logging_utils import setup_logging
 from crbnn.r2sl import R2slTable
 from crbnn.sequence import load_sequence
@@ -29,18 +30,20 @@ def main(snakemake):
     check_model_image(model, image, basis.sha256)
     maps, seconds = network_maps(model, image)
     nlls_dir = Path(snakemake.input.nlls_info).parent
-    nlls = read_maps(nlls_dir, ["T1", "Rex", "T2s", "omega0", "B1"])
+    fitted_nuisance = [p for p in snakemake.params.fit if p not in maps]
+    nlls = read_maps(nlls_dir, ["T1", *fitted_nuisance])
     sigma = read_info(nlls_dir)["sigma"]
     evaluated = np.isfinite(nlls["T1"]) & image.mask
-    estimates = {**{p: v for p, v in nlls.items() if p != "T1"}, **maps}
+    estimates = {**{p: nlls[p] for p in fitted_nuisance}, **maps}
     extra, sigma, _ = uncertainty_maps(image, estimates, evaluated, seq, basis.u, snakemake.params.nominal,
                                        snakemake.params.bounds, sigma, r2sl=R2slTable.load(snakemake.input.r2sl),
-                                       batch_size=snakemake.params.batch_size)
+                                       batch_size=snakemake.params.batch_size, nuisance=nuisance_of_fit(snakemake.params.fit))
     maps.update(extra)
     info = {"model": snakemake.input.model, "inference_seconds": seconds, "n_mask": int(image.mask.sum()),
             "seconds_per_voxel": seconds / max(int(image.mask.sum()), 1), "n_evaluated": int(evaluated.sum()),
             "sigma": sigma, "sigma_source": "NLLS residuals of the same image (results/images/<image>/nlls/info.json)",
-            "nuisance": "Rex, T2s, omega0, B1 from the NLLS fit of the same voxels"}
+            "nuisance": f"{', '.join(fitted_nuisance)} from the NLLS fit of the same voxels; complex M0 at its best fit",
+            "known": {p: v for p, v in snakemake.params.nominal.items() if p not in snakemake.params.fit}}
     write_maps(Path(snakemake.output.info).parent, maps, image.affine, info)
     log.info("%s on %s: %d voxels in %.3f s", snakemake.wildcards.network, snakemake.wildcards.image,
              info["n_mask"], seconds)

@@ -11,7 +11,9 @@ def main(snakemake):
     p = snakemake.params
     set_style(p.font_scale)
     histories = {loss: pd.read_csv(path) for loss, path in zip(p.networks, snakemake.input.histories)}
-    save_figure(plot_learning_curves(histories), [snakemake.output.png, snakemake.output.pdf], dpi=p.dpi)
+    continues = {"bias_reduced": "crb"} if p.init_from_crb else {}
+    fig = plot_learning_curves(histories, continues=continues)
+    save_figure(fig, [snakemake.output.png, snakemake.output.pdf], dpi=p.dpi)
 
 
 if "snakemake" in globals():

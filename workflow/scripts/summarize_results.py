@@ -17,7 +17,11 @@ def main(snakemake):
         summary_table=snakemake.input.table,
         config=config,
         invivo_regions=snakemake.input.invivo_regions[0] if snakemake.input.invivo_regions else None,
+        snr_sweep=snakemake.input.sweep,
+        regimes=snakemake.input.regimes,
+        grids=dict(zip(snakemake.params.grids, snakemake.input.grids)),
     )
+    log.info("claims: %s", summary["claims"])
     log.info("summary sections: %s", sorted(summary))
     write_json(snakemake.output.summary, summary)
 

@@ -1,19 +1,24 @@
 """Train one network (rule train_network): read the data sets, train, write model and history.
 
 Checkpoints: results/train_network/<loss>/checkpoints/ beside the model (not a rule output); a
-restarted job resumes there, and the checkpoint is deleted once the model is written.
+restarted job resumes there.  SIGTERM/SIGINT finish the current epoch, write its checkpoint and exit
+with status 1 (crbnn.interrupt), so the rerun resumes; a resumed job appends to its log.  The final
+checkpoint is kept: if Snakemake discards a finished job's outputs (snakemake itself interrupted),
+the rerun writes the model from it at once instead of retraining.
 Run without Snakemake: ``main(ScriptArgs(input=..., output=..., params=..., wildcards={"loss": ...}))``.
 """
 
+import sys
 from pathlib import Path
 
 from crbnn.devices import resolve_device, set_threads
+from crbnn.interrupt import Interrupted, stop_on_signals
 from crbnn.logging_utils import setup_logging
 from crbnn.training import (
+    CHECKPOINT_NAME,
     TrainSettings,
     load_model,
     read_training_data,
-    remove_checkpoint,
     save_model,
     train_network,
     write_history,
@@ -21,7 +26,12 @@ from crbnn.training import (
 
 
 def main(snakemake):
-    log = setup_logging(snakemake.log)
+    checkpoints = Path(snakemake.output.model).parent / "checkpoints"
+    resuming = (checkpoints / CHECKPOINT_NAME).exists()
+    log = setup_logging(snakemake.log, append=resuming)
+    for stale in checkpoints.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a killed (SIGKILL) write
+        stale.unlink()
+        log.info("removed %s (partial checkpoint of a killed job)", stale)
     set_threads(snakemake.threads)
     loss = snakemake.wildcards.loss
     settings = TrainSettings.from_dict(snakemake.params.settings)
@@ -33,12 +43,15 @@ def main(snakemake):
         init = load_model(snakemake.input.init, expect_basis_sha256=train.basis_sha256,
                           expect_sequence_sha256=train.sequence_sha256)
         log.info("fine-tuning from %s", snakemake.input.init)
-    checkpoints = Path(snakemake.output.model).parent / "checkpoints"
-    model, history = train_network(train, val, settings, loss, device=device, checkpoint_dir=checkpoints,
-                                   init_from=init)
-    write_history(history, snakemake.output.history)
-    save_model(model, snakemake.output.model)
-    remove_checkpoint(checkpoints)
+    with stop_on_signals() as stop:
+        try:
+            model, history = train_network(train, val, settings, loss, device=device, checkpoint_dir=checkpoints,
+                                           init_from=init, should_stop=stop)
+        except Interrupted as e:
+            log.error("%s (%s)", e, stop.name)
+            sys.exit(1)
+        write_history(history, snakemake.output.history)
+        save_model(model, snakemake.output.model)
     log.info("wrote %s: final validation CRB-normalized loss %.4g", snakemake.output.model,
              history[-1]["val_crb_mean"])
 

@@ -1,0 +1,115 @@
+"""Why does the validation loss jump between epochs?  A diagnostic of the training loop.
+
+Trains one network with the real loop's pieces (noise drawn per batch, Adam, step schedule) on a
+simulated data set and records, after every epoch, the validation CRB-normalized loss measured
+four ways:
+
+* ``running``: eval mode with BatchNorm's running statistics (what the loop logged before);
+* ``recal``: eval mode after re-estimating BatchNorm's statistics with the frozen weights over
+  ``--recal-batches`` training batches (exact averages, ``momentum=None``);
+* ``batch``: train-mode BatchNorm (statistics of the validation batch itself);
+* ``median``: the median, over samples, of the per-sample error/CRB (robust to a few signals with
+  tiny CRB);
+* ``ema``: eval mode of an exponential moving average of the weights (``--ema-decay`` per step,
+  crbnn.training.averaged_model, with warm-up), BatchNorm running statistics averaged alike;
+* ``grad_norm_median`` / ``grad_norm_max``: the gradient's global L2 norm over the epoch's steps
+  (before clipping with ``--grad-clip``).
+
+The epoch-to-epoch jump is ``|log(L_e / L_{e-1})|``; the script prints its median and maximum for each
+measure over the last half of training.  Usage::
+
+    .venv/bin/python benchmarks/validation_stability.py --data results/simulate_dataset \
+        [--loss crb] [--epochs 60] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crbnn.losses import compute_loss, crb_normalized_errors
+from crbnn.training import (TrainSettings, averaged_model, derive_seed, draw_noisy, init_model,
+                            make_validation_set, normalize_inputs, read_training_data, recalibrate_batchnorm)
+
+
+def _val(model, val, mode: str) -> tuple[float, float]:
+    model.train(mode == "batch")
+    with torch.no_grad():
+        est = model(val.x)
+    e = crb_normalized_errors(est, val.targets, val.crb).double()
+    return float(e.mean()), float(e.median())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="folder with train.h5 and val.h5")
+    ap.add_argument("--loss", default="crb")
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--lr", type=float, default=0.005)
+    ap.add_argument("--lr-step", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--recal-batches", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ema-decay", type=float, default=0.99)
+    ap.add_argument("--grad-clip", type=float, default=None, help="clip the gradient's global L2 norm")
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    train = read_training_data(a.data / "train.h5")
+    val = read_training_data(a.data / "val.h5")
+    s = TrainSettings.from_dict({"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
+                                 "lr_step_epochs": a.lr_step, "normalization": "first_coefficient",
+                                 "network": {"preset": "default"}})
+    model = init_model(s, train)
+    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s.lr_step_epochs, gamma=s.lr_gamma)
+    gen = torch.Generator().manual_seed(derive_seed(s.seed, "noise"))
+    vs = make_validation_set(val, s, torch.device("cpu"))
+    ema = averaged_model(model, a.ema_decay)
+    rows = []
+    n, bs = len(train), s.batch_size
+    for epoch in range(1, a.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        norms: list[float] = []
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n - 1, bs):
+            idx = perm[start : start + bs]
+            y, m2 = draw_noisy(train.coefficients[idx], gen, s.sigma, s.m0_range)
+            x = normalize_inputs(y, s.normalization)
+            crb = train.crb[idx] * (s.sigma**2 / m2)[:, None]
+            loss = compute_loss(a.loss, model(x), train.targets[idx], crb)
+            opt.zero_grad()
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip or float("inf"))
+            norms.append(float(norm))
+            opt.step()
+            ema.update_parameters(model)
+        sched.step()
+        row = {"epoch": epoch}
+        row["running"], row["median"] = _val(model, vs, "eval")
+        row["batch"], _ = _val(model, vs, "batch")
+        recalibrate_batchnorm(model, train.coefficients, s, torch.Generator().manual_seed(epoch), batches=a.recal_batches)
+        row["recal"], _ = _val(model, vs, "eval")
+        row["ema"], _ = _val(ema.module, vs, "eval")
+        row["grad_norm_median"], row["grad_norm_max"] = float(np.median(norms)), float(np.max(norms))
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    half = rows[len(rows) // 2 :]
+    print(f"\nepoch-to-epoch |log ratio| over epochs {half[0]['epoch']}-{half[-1]['epoch']} ({a.loss} loss):")
+    for key in ("running", "recal", "batch", "median", "ema"):
+        v = np.array([r[key] for r in half])
+        j = np.abs(np.diff(np.log(v)))
+        print(f"  {key:8s} median jump {np.median(j):.3f}  max jump {j.max():.3f}  last {v[-1]:.3f}  min {v.min():.3f}")
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
