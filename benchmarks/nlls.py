@@ -3,8 +3,8 @@
 Simulates ``--voxels`` noisy signals (|M0| = 0.5, sigma = 0.01, random phase) at random tissue
 parameters inside the default priors, fits them with crbnn.nlls.fit_nlls (dictionary start, default
 settings of config/config.yaml) and times a network's ``predict`` on many more voxels.  Prints both
-times per voxel, their ratio and the NLLS accuracy.  Uses the public inputs in ../shared/data (or
---data) and a trained network if --model is given (else an untrained default-size network).
+times per voxel, their ratio and the NLLS accuracy.  Uses the public inputs of
+crbnn.inputs.cached_inputs() (or --data) and a trained network if --model is given (else an untrained default-size network).
 
     .venv/bin/python benchmarks/nlls.py --voxels 32 --threads 1
 """
@@ -20,6 +20,7 @@ import scipy.io
 import torch
 
 from crbnn.evaluation import noisy_coefficients
+from crbnn.inputs import cached_inputs
 from crbnn.nlls import PaperModel, bounds_from_priors, dictionary_axes, fit_nlls
 from crbnn.sequence import load_sequence
 
@@ -37,15 +38,16 @@ def main() -> None:
     ap.add_argument("--net-voxels", type=int, default=100_000, help="network voxels (default 1e5)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", type=Path, default=None, help="results/train_network/<loss>/model.pt")
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=None, help="folder with the public inputs (default: crbnn.inputs.cached_inputs())")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (NLLS model evaluations and LM algebra)")
     ap.add_argument("--batch-size", type=int, default=512, help="voxels per LM chunk")
     ap.add_argument("--r2sl", type=Path, default=None, help="resources/r2sl.h5 (default: crbnn.r2sl.default_table())")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    seq = load_sequence(a.data / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)
-    u = scipy.io.loadmat(a.data / "basis_for_compress.mat")["u"][:, :13].astype(np.complex128)
+    data = a.data if a.data is not None else cached_inputs()
+    seq = load_sequence(data / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)
+    u = scipy.io.loadmat(data / "basis_for_compress.mat")["u"][:, :13].astype(np.complex128)
     rng = np.random.default_rng(a.seed)
     n = a.voxels
     truth = np.column_stack([rng.uniform(0.02, 0.25, n), rng.uniform(0.65, 2.0, n), rng.uniform(0.03, 0.15, n),

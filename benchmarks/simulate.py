@@ -9,7 +9,10 @@ time this process ran on a core, not the time it waited for one on a loaded mach
 multi-thread and CUDA rows are wall-clock times.  Then the peak resident memory for two batch counts (memory must stay
 flat: signals are streamed in batches).
 
-    python benchmarks/simulate.py [--data-dir <folder of the public inputs>] [--signals 64] [--repeats 3]
+    python benchmarks/simulate.py [--data-dir DIR] [--signals 64] [--repeats 3]
+
+Without --data-dir the public inputs come from crbnn.inputs.cached_inputs ($CRBNN_DATA_DIR, else
+the user cache, filled once from the pinned URLs or $CRBNN_MIRROR_URL).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from crbnn.basis import load_basis  # noqa: E402
+from crbnn.inputs import cached_inputs  # noqa: E402
 from crbnn.physics import PAPER_PARAMETERS  # noqa: E402
 from crbnn.r2sl import default_table  # noqa: E402
 from crbnn.reference import steady_state_signal  # noqa: E402
@@ -45,12 +49,12 @@ def table(n: int, seed: int = 0) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-dir", default=None, help="folder with the public inputs (default: crbnn.inputs.cached_inputs())")
     ap.add_argument("--signals", type=int, default=64)
     ap.add_argument("--reference-signals", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    d = Path(args.data_dir)
+    d = Path(args.data_dir) if args.data_dir else cached_inputs()
     seq = load_sequence(d / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)
     u = load_basis(d / "basis_for_compress.mat", rank=13).u
     r2sl = default_table()

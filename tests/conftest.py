@@ -1,8 +1,13 @@
-"""Shared fixtures: the public pulse train from the local data folder."""
+"""Shared fixtures: the public inputs and the public pulse train.
+
+The inputs come the way the workflow gets them (``crbnn.inputs.cached_inputs``): the folder
+``$CRBNN_DATA_DIR`` when set (CI, offline machines), otherwise a user cache (``$CRBNN_CACHE_DIR``
+or ``~/.cache/crbnn``, sub-folder ``inputs``) filled once from the pinned URLs or from the mirror
+``$CRBNN_MIRROR_URL``, sha256-checked.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
@@ -10,15 +15,18 @@ import numpy as np
 import pytest
 import torch
 
+from crbnn.inputs import InputError, cached_inputs
+
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("CRBNN_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not DATA_DIR.exists():
-        pytest.fail(f"public input folder {DATA_DIR} not found; set CRBNN_DATA_DIR")
-    return DATA_DIR
+    """A folder holding sha256-verified copies of the three public inputs."""
+    try:
+        return cached_inputs()
+    except InputError as err:
+        pytest.fail(f"public inputs unavailable: {err}")
 
 
 @pytest.fixture(scope="session")
@@ -28,4 +36,3 @@ def sequence(data_dir) -> tuple[torch.Tensor, torch.Tensor]:
         alpha = np.array(f["alpha"], dtype=np.float64).ravel()
         trf = np.array(f["TRF"], dtype=np.float64).ravel()
     return torch.from_numpy(alpha), torch.from_numpy(trf)
-

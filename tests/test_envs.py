@@ -12,6 +12,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PINS = dict(d.split("==") for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
 ALIASES = {"pytorch": "torch"}
+#: conda-forge programs that are not Python packages (no pyproject pin): name -> the pinned spec
+CONDA_ONLY = {"tectonic": "envs/manuscript.yaml"}
 FAMILIES = ["simulate", "train", "evaluate", "manuscript"]
 
 
@@ -34,6 +36,8 @@ def test_env_pins_agree_with_pyproject(family: str) -> None:
         if not m or m.group(1) in ("python",):
             continue
         name = ALIASES.get(m.group(1), m.group(1))
+        if name in CONDA_ONLY:
+            continue
         assert name in PINS, f"envs/{family}.yaml pins {name}, which pyproject.toml does not"
         assert m.group(2) == PINS[name], f"envs/{family}.yaml: {name} {m.group(2)} != pyproject {PINS[name]}"
         checked += 1
@@ -44,3 +48,12 @@ def test_every_conda_directive_names_an_existing_env() -> None:
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for fam in re.findall(r'env\("(\w+)"\)', smk.read_text()):
             assert (REPO / "envs" / f"{fam}.yaml").is_file(), f"{smk.name}: env {fam!r} missing"
+
+
+def test_tectonic_pinned_once() -> None:
+    """envs/manuscript.yaml brings the tectonic that crbnn.manuscript names in its install hint."""
+    from crbnn.manuscript import TECTONIC_SPEC
+
+    env = yaml.safe_load((REPO / "envs" / "manuscript.yaml").read_text())
+    assert TECTONIC_SPEC in _specs(env["dependencies"])
+    assert "conda-forge" in env["channels"]

@@ -25,7 +25,7 @@ SUMMARY = {
         "n_pulses": 1142, "tr": 0.0035, "epochs": 800, "batch_size": 1024, "lr": 0.01, "network": "paper",
         "losses": ["mse", "crb"], "estimated": ["m0s", "T1", "T2f"], "nuisance": ["M0_re", "Rex"],
         "sequence_source": "public", "basis_source": "public", "train_sigma": 0.01, "train_m0_min": 0.1,
-        "train_m0_max": 1.0, "nlls_grid_realizations": 2, "grids": {"m0s-T1": {"points": 16, "realizations": 4}},
+        "train_m0_max": 1.0, "nlls_grid_realizations": 2, "test_realizations": 20, "grids": {"m0s-T1": {"points": 16, "realizations": 4}},
         "priors": PRIORS, "regime": "estimated m0s, T1, T2f; unknown nuisance complex M0, omega0, B1",
         "ema_decay": 0.995, "snr_sweep_snrs": [10, 50], "snr_sweep_realizations": 20, "snr_sweep_nlls_samples": 32,
         "snr_sweep_nlls_realizations": 8, "snr_sweep_interval_percent": 95,
@@ -124,3 +124,98 @@ def test_build_manuscript_without_latexmk(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(SystemExit, match="latexmk not found"):
         main(ScriptArgs(input={}, output={"pdf": str(tmp_path / "m.pdf")}, params={"engine": "pdflatex"},
                         log=[str(tmp_path / "log")]))
+
+
+# ------------------------------------------------------- is the PDF a target? (manuscript.enabled)
+
+
+def test_decide_pdf_modes() -> None:
+    from crbnn.manuscript import ManuscriptError, decide_pdf
+
+    none = lambda exe: None  # noqa: E731
+    every = lambda exe: f"/usr/bin/{exe}"  # noqa: E731
+    assert decide_pdf("auto", "pdflatex", which=every).build
+    assert decide_pdf(True, "pdflatex", which=every).build
+    assert not decide_pdf(False, "pdflatex", which=none).build and decide_pdf(False, "pdflatex", which=none).warning is None
+    skipped = decide_pdf("auto", "pdflatex", which=none)
+    assert not skipped.build and "\n" not in skipped.warning
+    assert "apt-get install --no-install-recommends latexmk texlive-latex-base" in skipped.warning
+    assert "latexmk, pdflatex not found" in skipped.warning
+    # latexmk present but not the engine
+    assert not decide_pdf("auto", "xelatex", which=lambda exe: "/x" if exe == "latexmk" else None).build
+    with pytest.raises(ManuscriptError, match="manuscript.enabled is true but latexmk, pdflatex not found"):
+        decide_pdf(True, "pdflatex", which=none)
+    # tectonic: from PATH, or from envs/manuscript.yaml with --sdm conda
+    assert "conda install -c conda-forge tectonic=" in decide_pdf("auto", "tectonic", which=none).warning
+    assert decide_pdf(True, "tectonic", conda=True, which=none).build
+    assert decide_pdf("auto", "tectonic", which=lambda exe: "/opt/tectonic" if exe == "tectonic" else None).build
+    with pytest.raises(ManuscriptError, match="auto, true or false"):
+        decide_pdf("maybe", "pdflatex", which=every)
+
+
+def test_texlive_package_list_is_the_makefiles() -> None:
+    from crbnn.manuscript import TEXLIVE_PACKAGES
+
+    make = (REPO / "Makefile").read_text()
+    m = re.search(r"^TEXLIVE_PACKAGES := (.*)$", make, flags=re.M)
+    assert m and tuple(m.group(1).split()) == TEXLIVE_PACKAGES
+    assert "$(TEXLIVE_PACKAGES)" in make and "make --no-print-directory tex" in (REPO / ".ci" / "run").read_text()
+
+
+def test_engine_command_tectonic_and_latexmk() -> None:
+    from crbnn.manuscript import engine_command
+
+    assert engine_command("pdflatex", "m.tex", "latexmk")[:2] == ["latexmk", "-pdf"]
+    assert engine_command("tectonic", "m.tex")[0] == "tectonic"
+
+
+TEX_PROGRAMS = {"latexmk", "pdflatex", "lualatex", "xelatex", "tectonic"}
+
+
+@pytest.fixture(scope="module")
+def no_tex_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PATH with every program of this one (links) except the TeX engines."""
+    import os
+    import shutil
+
+    bin_dir = tmp_path_factory.mktemp("no_tex_bin")
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if not d or not Path(d).is_dir():
+            continue
+        for exe in Path(d).iterdir():
+            link = bin_dir / exe.name
+            if exe.name in TEX_PROGRAMS or link.exists() or link.is_symlink():
+                continue
+            if exe.is_file() and os.access(exe, os.X_OK):
+                link.symlink_to(exe)
+    assert all(shutil.which(p, path=str(bin_dir)) is None for p in TEX_PROGRAMS)
+    return str(bin_dir)
+
+
+def test_workflow_without_tex_skips_only_the_pdf(tmp_path: Path, no_tex_path: str, data_dir: Path) -> None:
+    """manuscript.enabled: auto without TeX: no build_manuscript job, a run ends with one warning line."""
+    from workflow_helpers import run_snakemake
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"inputs:\n  data_dir: {str(data_dir)!r}\n")
+    cfg = ["--configfile", str(REPO / "config" / "test.yaml"), str(overlay)]
+    dry = run_snakemake(tmp_path, "-n", *cfg, timeout=300, env={"PATH": no_tex_path})
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0, out[-3000:]
+    assert "summarize" in out and "build_manuscript" not in out
+    run = run_snakemake(tmp_path, "--cores", "1", "resources/sequence.h5", *cfg, timeout=300, env={"PATH": no_tex_path})
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    warnings = [line for line in out.splitlines() if "manuscript PDF skipped" in line]
+    assert len(warnings) == 1 and "apt-get install" in warnings[0], out[-3000:]
+
+
+def test_workflow_requires_tex_when_enabled_true(tmp_path: Path, no_tex_path: str) -> None:
+    from workflow_helpers import run_snakemake
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("manuscript:\n  enabled: true\n")
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "test.yaml"), str(overlay),
+                         timeout=300, env={"PATH": no_tex_path})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "manuscript.enabled is true but latexmk, pdflatex not found" in out, out[-3000:]

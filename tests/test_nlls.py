@@ -105,15 +105,12 @@ physics = pytest.mark.skipif(importlib.util.find_spec("crbnn.physics") is None, 
 
 
 @physics
-def test_noise_free_recovery_physics(tmp_path):
+def test_noise_free_recovery_physics(tmp_path, data_dir):
     """The paper model: noise-free coefficients of two voxels are recovered to 1e-5 relative."""
     pytest.importorskip("crbnn.basis")
     from crbnn.physics import simulate_paper  # noqa: F401
-    from pathlib import Path
 
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (data / "basis_for_compress.mat").exists():
-        pytest.skip("public inputs not found")
+    data = data_dir
     import scipy.io
 
     from crbnn.sequence import load_sequence

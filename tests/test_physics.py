@@ -1,4 +1,4 @@
-"""Physics against physics.md oracles, finite differences and the plain reference."""
+"""Physics against docs/physics.md oracles, finite differences and the plain reference."""
 
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ def test_bias_reduced_finetune_and_evaluate(toy: dict[str, Path]) -> None:
 
 
 def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path) -> None:
-    """train_network.py and evaluate_network.py run with the ScriptArgs stand-in (style.md section 5)."""
+    """train_network.py and evaluate_network.py run with the ScriptArgs stand-in (scripts are thin: main(snakemake))."""
     import json
     import runpy
 

@@ -1,4 +1,4 @@
-"""Cramer-Rao bounds from Jacobians (physics.md section 6).
+"""Cramer-Rao bounds from Jacobians (docs/physics.md section 7).
 
 White complex Gaussian noise of standard deviation sigma on each real and imaginary part gives
 the Fisher information F = Re(J^H J) / sigma^2 of the real parameters; the Cramer-Rao bound of

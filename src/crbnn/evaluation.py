@@ -337,8 +337,12 @@ def normalized_test_errors(
 
 def summary_table(grids: Mapping[str, Any], test: Any | None = None) -> Any:
     """Headline table (``pandas.DataFrame``): per grid, estimator and parameter the mean normalized
-    loss, median |bias|/sqrt(CRB), median std/sqrt(CRB) and time per voxel (s); plus, from the test
-    set, the mean squared normalized error (``test_normalized_loss``) where ``test`` is given."""
+    loss, median |bias|/sqrt(CRB), median std/sqrt(CRB) and time per voxel (s); plus, where ``test``
+    (``results/evaluate_test_set/errors.nc``) is given, the test-set mean squared normalized error
+    ``test_mean_sq_normalized_error``: mean of (estimate - true)^2 / CRB over the test samples with
+    ONE noise draw each, for every estimator including NLLS.  It is not the "test-set CRB-normalized
+    loss" of ``results/evaluate_network/<loss>.json`` (``crb_loss``: networks only, averaged over
+    ``train.test.realizations`` noise draws per sample)."""
     import pandas as pd
 
     frames = []
@@ -351,7 +355,7 @@ def summary_table(grids: Mapping[str, Any], test: Any | None = None) -> Any:
         loss = (test["normalized_error"] ** 2).mean(dim="sample", skipna=True)
         lookup = {(str(e), str(p)): float(loss.sel(estimator=e, parameter=p))
                   for e in test["estimator"].values for p in test["parameter"].values}
-        table["test_normalized_loss"] = [lookup.get((e, p), np.nan) for e, p in zip(table["estimator"], table["parameter"])]
+        table["test_mean_sq_normalized_error"] = [lookup.get((e, p), np.nan) for e, p in zip(table["estimator"], table["parameter"])]
     return table
 
 

@@ -1,4 +1,4 @@
-"""Green's function of the super-Lorentzian lineshape (physics.md section 3).
+"""Green's function of the super-Lorentzian lineshape (docs/physics.md section 3).
 
 The generalized Bloch model describes the semi-solid pool by the memory kernel
 
@@ -36,7 +36,7 @@ def greens_superlorentzian(kappa: ArrayLike, n_nodes: int = 600) -> NDArray[np.f
     ``kappa`` is the time lag in units of T2s.  Quadrature with ``n_nodes`` Gauss-Legendre
     nodes on each side of the magic angle; the default is accurate to ~1e-15 for kappa <= 200.
 
-    >>> round(float(greens_superlorentzian(10.0)), 12)  # physics.md oracle 0.14712468680944424
+    >>> round(float(greens_superlorentzian(10.0)), 12)  # docs/physics.md oracle 0.14712468680944424
     0.147124686809
     >>> float(greens_superlorentzian(0.0))
     1.0

@@ -29,7 +29,7 @@ from crbnn.io import PathLike
 from crbnn.sampling import TISSUE_PARAMETERS
 from crbnn.sampling import TISSUE_UNITS as _UNITS
 
-#: SI units of the tissue parameters (physics.md section 1), by name.
+#: SI units of the tissue parameters (docs/physics.md section 1), by name.
 TISSUE_UNITS: dict[str, str] = dict(zip(TISSUE_PARAMETERS, _UNITS, strict=True))
 
 

@@ -1,9 +1,15 @@
 """The public inputs of the reproduction, pinned by URL (repository @ commit) and sha256.
 
 Every copy the workflow uses is verified: :func:`fetch_input` copies from a local folder
-(``inputs.data_dir`` in the config; machines without internet) or downloads from the pinned URL,
-into a temporary file next to the destination, checks its sha256 and only then moves it into place.
-A missing file or a hash mismatch raises :class:`InputError` and leaves nothing behind.
+(``inputs.data_dir`` in the config; machines without internet) or downloads from the pinned URL
+(or from a mirror: ``inputs.mirror_url`` in the config, else ``$CRBNN_MIRROR_URL``; the file URL is
+``<mirror>/<file name>``), into a temporary file next to the destination, checks its sha256 and only
+then moves it into place.  A missing file, a failed download or a hash mismatch raises
+:class:`InputError` and leaves nothing behind.
+
+Tests and benchmarks get the inputs through :func:`cached_inputs`: ``$CRBNN_DATA_DIR`` when set,
+otherwise a user cache (``<cache>/inputs``, see :func:`crbnn.io.cache_dir`) filled once by the same
+:func:`fetch_input`.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crbnn.io import PathLike, atomic_write, sha256_file
+from crbnn.io import PathLike, atomic_write, cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +76,41 @@ INPUTS: dict[str, PublicInput] = {
 }
 
 
+#: Environment variable naming a mirror of the public inputs (used when ``inputs.mirror_url`` is null).
+MIRROR_ENV = "CRBNN_MIRROR_URL"
+#: Environment variable naming a folder that holds the public inputs (tests, benchmarks).
+DATA_DIR_ENV = "CRBNN_DATA_DIR"
+
+
 class InputError(RuntimeError):
-    """A public input is missing or its sha256 does not match the pinned value."""
+    """A public input is missing, cannot be downloaded, or its sha256 does not match the pinned value."""
+
+
+def resolve_mirror_url(configured: str | None = None) -> str | None:
+    """The mirror to download from: ``configured`` (``inputs.mirror_url``), else ``$CRBNN_MIRROR_URL``.
+
+    Empty strings count as unset; ``None`` means the pinned URLs.
+
+    >>> resolve_mirror_url("http://example.org/data/")
+    'http://example.org/data/'
+    """
+    if configured:
+        return configured
+    return os.environ.get(MIRROR_ENV) or None
+
+
+def input_url(name: str, mirror_url: str | None = None) -> str:
+    """Download address of input ``name``: ``<mirror_url>/<name>``, or the pinned URL without a mirror.
+
+    >>> input_url("basis_for_compress.mat", "http://127.0.0.1:8000/")
+    'http://127.0.0.1:8000/basis_for_compress.mat'
+    >>> input_url("basis_for_compress.mat").startswith("https://raw.githubusercontent.com/")
+    True
+    """
+    item = _get_input(name)
+    if mirror_url:
+        return f"{mirror_url.rstrip('/')}/{name}"
+    return item.url
 
 
 def _get_input(name: str) -> PublicInput:
@@ -87,12 +126,15 @@ def fetch_input(
     data_dir: PathLike | None = None,
     timeout: float = 120.0,
     expected_sha256: str | None = None,
+    mirror_url: str | None = None,
 ) -> Path:
     """Copy (from ``data_dir``) or download the public input ``name`` to ``dest``, verified.
 
-    ``expected_sha256`` overrides the pinned hash (tests only).  Raises :class:`InputError` when
-    the local copy is missing, the download fails, or the sha256 differs; ``dest`` is then not
-    created.  Returns ``Path(dest)``.
+    Without ``data_dir`` the file comes from :func:`input_url` (``mirror_url`` or the pinned URL);
+    ``timeout`` (s) bounds the connection and every read.  ``expected_sha256`` overrides the pinned
+    hash (tests only).  Raises :class:`InputError` when the local copy is missing, the download
+    fails or times out, or the sha256 differs; ``dest`` is then not created and no temporary file
+    is left.  Returns ``Path(dest)``.
 
     >>> import tempfile, os
     >>> with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
@@ -117,16 +159,18 @@ def fetch_input(
             shutil.copyfile(src, tmp)
             origin = str(src)
         else:
-            log.info("downloading %s from %s", name, item.url)
+            url = input_url(name, mirror_url)
+            log.info("downloading %s from %s", name, url)
             try:
-                with urllib.request.urlopen(item.url, timeout=timeout) as r, open(tmp, "wb") as f:
+                with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
                     shutil.copyfileobj(r, f)
-            except OSError as e:
+            except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts; ValueError: bad URL
                 raise InputError(
-                    f"could not download {name} from {item.url}: {e}; "
-                    "without internet, set inputs.data_dir to a folder holding a copy"
+                    f"could not download {name} from {url} (timeout {timeout:g} s): {e}; "
+                    "without internet, set inputs.data_dir (tests: CRBNN_DATA_DIR) to a folder holding "
+                    f"a copy, or inputs.mirror_url ({MIRROR_ENV}) to a mirror"
                 ) from e
-            origin = item.url
+            origin = url
         actual = sha256_file(tmp)
         if actual != expected:
             raise InputError(
@@ -135,6 +179,37 @@ def fetch_input(
             )
     log.info("verified %s (sha256 %s) -> %s", name, actual, dest)
     return dest
+
+
+def cached_inputs(
+    cache: PathLike | None = None,
+    mirror_url: str | None = None,
+    timeout: float = 30.0,
+    names: "list[str] | None" = None,
+) -> Path:
+    """A folder holding verified copies of the public inputs (``names``, default all), for tests.
+
+    ``$CRBNN_DATA_DIR`` when set (used as is: it must hold the files; CI, offline machines).
+    Otherwise ``cache`` (default ``<cache_dir()>/inputs``): a file already there is used when its
+    sha256 matches, else it is downloaded once with :func:`fetch_input` (from ``mirror_url``, else
+    :func:`resolve_mirror_url`, else the pinned URL).  Raises :class:`InputError` with the reason.
+    """
+    wanted = sorted(INPUTS) if names is None else list(names)
+    env_dir = os.environ.get(DATA_DIR_ENV)
+    if env_dir:
+        folder = Path(env_dir).expanduser().resolve()
+        missing = [n for n in wanted if not (folder / n).is_file()]
+        if missing:
+            raise InputError(f"{DATA_DIR_ENV}={env_dir}: missing {missing}; unset it to download them")
+        return folder
+    folder = Path(cache).expanduser() if cache is not None else cache_dir() / "inputs"
+    mirror = resolve_mirror_url(mirror_url)
+    for name in wanted:
+        dest = folder / name
+        if dest.is_file() and sha256_file(dest) == _get_input(name).sha256:
+            continue
+        fetch_input(name, dest, timeout=timeout, mirror_url=mirror)
+    return folder.resolve()
 
 
 def load_invivo_slice(path: PathLike) -> "np.ndarray":

@@ -85,6 +85,20 @@ def atomic_write(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+def cache_dir() -> Path:
+    """The user cache of the project: ``$CRBNN_CACHE_DIR`` or ``~/.cache/crbnn``.
+
+    Holds the R2sl tables of :func:`crbnn.r2sl.default_table` and, under ``inputs/``, the public
+    inputs fetched for tests and benchmarks (:func:`crbnn.inputs.cached_inputs`).
+
+    >>> import os
+    >>> os.environ["CRBNN_CACHE_DIR"] = "/tmp/x"; str(cache_dir()); del os.environ["CRBNN_CACHE_DIR"]
+    '/tmp/x'
+    """
+    env = os.environ.get("CRBNN_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "crbnn"
+
+
 def write_json(path: PathLike, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON atomically."""
     with atomic_write(path) as tmp:

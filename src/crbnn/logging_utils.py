@@ -42,8 +42,8 @@ def setup_logging(
 class ScriptArgs:
     """Minimal stand-in for Snakemake's script object: ``input``, ``output``, ``params``, ``log``.
 
-    Workflow scripts expose ``main(snakemake)``; to run one without Snakemake (debugging, style.md
-    section 5) import it and pass ``ScriptArgs(input=..., output=..., params=..., log=[...])``.
+    Workflow scripts expose ``main(snakemake)``; to run one without Snakemake (debugging, tests),
+    import it and pass ``ScriptArgs(input=..., output=..., params=..., log=[...])``.
 
     >>> s = ScriptArgs(input={"a": "x.h5"}, params={"tr": 0.0035})
     >>> s.input.a, s.params["tr"], s.threads

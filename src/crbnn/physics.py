@@ -1,6 +1,6 @@
 """Hybrid-state magnetization-transfer signal of the linearized generalized Bloch model.
 
-Implements physics.md sections 2, 4 and 5 in PyTorch, float64, batched over parameter sets, on
+Implements docs/physics.md sections 2, 4 and 5 in PyTorch, float64, batched over parameter sets, on
 CPU or CUDA with the same code, with exact Jacobians (forward sensitivities):
 
 * per-pulse propagators ``expm(H T)`` and their Frechet derivatives in all requested directions
@@ -43,7 +43,7 @@ from .recurrence import (
 
 Number = Union[float, int, complex, np.ndarray, torch.Tensor]
 
-#: General parametrization (physics.md table 1), real M0.
+#: General parametrization (docs/physics.md section 1), real M0.
 GENERAL_PARAMETERS = ("M0", "m0s", "R1f", "R2f", "Rex", "R1s", "T2s", "omega0", "B1")
 GENERAL_UNITS = ("a.u.", "1", "1/s", "1/s", "1/s", "1/s", "s", "rad/s", "1")
 #: The paper's constrained parametrization: R1f = R1s = 1/T1, T2f = 1/R2f, complex M0.
@@ -130,7 +130,7 @@ class _Directions:
 
 
 def _hamiltonian_entries(p: Mapping[str, torch.Tensor], w1: torch.Tensor, r2sl: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
-    """Non-zero entries of H (physics.md section 2) at M0 = 1, broadcast over [S, P]."""
+    """Non-zero entries of H (docs/physics.md section 2) at M0 = 1, broadcast over [S, P]."""
     m0s = p["m0s"]
     m0f = 1.0 - m0s
     b1w1 = p["B1"] * w1
@@ -415,7 +415,7 @@ def simulate(
     broadcastable float64 tensors (s, 1/s, rad/s).  ``wrt`` names the parameters to differentiate
     by.  Returns ``(signal, jacobian)``: signal complex128 [..., N] (s_n = M0 (xf + i yf) at the
     echoes, demodulated), jacobian complex128 [..., N, len(wrt)] or ``None`` when ``wrt`` is
-    empty.  ``r2sl=None`` uses the default table of physics.md (built once, cached on disk).
+    empty.  ``r2sl=None`` uses the default table of docs/physics.md (built once, cached on disk).
     The device is that of the first tensor argument (CPU otherwise).
 
     >>> import math

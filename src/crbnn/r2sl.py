@@ -1,4 +1,4 @@
-"""Linearized saturation rate R2sl of the semi-solid pool (physics.md section 3).
+"""Linearized saturation rate R2sl of the semi-solid pool (docs/physics.md section 3).
 
 For a rectangular on-resonance pulse of duration TRF and flip angle alpha, an isolated,
 non-relaxing semi-solid pool with super-Lorentzian lineshape obeys, in normalized time
@@ -31,10 +31,11 @@ from numpy.typing import NDArray
 from scipy.interpolate import CubicSpline
 
 from .greens import greens_superlorentzian
+from .io import atomic_write, cache_dir
 
 log = logging.getLogger(__name__)
 
-#: Defaults of physics.md: TRF 100-500 us, T2s 5-21 us, omega1_max = pi / 500 us, B1_max = 1.4.
+#: Defaults of docs/physics.md: TRF 100-500 us, T2s 5-21 us, omega1_max = pi / 500 us, B1_max = 1.4.
 DEFAULT_GRID = {
     "trf_min": 100e-6,
     "trf_max": 500e-6,
@@ -120,7 +121,7 @@ def _solve_rho(tau: NDArray, omega: NDArray, z: NDArray, rho_lo: float = 1e-3, r
 
     A scan over rho brackets the largest root (the branch reached from the over-damped side);
     bisection refines it to machine precision.  Where no root exists (strongly driven corners of
-    the grid, B1*alpha > ~4.5 rad, beyond any pulse of physics.md), the rho that minimizes
+    the grid, B1*alpha > ~4.5 rad, beyond any pulse of docs/physics.md), the rho that minimizes
     |zB - z| on the scan is refined by golden-section search: the linearized rate that
     "minimizes the error of zs at the end of the pulse".
     """
@@ -216,7 +217,7 @@ class R2slTable:
         tt = np.broadcast_to(tau[:, None], shape).ravel()
         oo = np.broadcast_to(omega[None, 1:], shape).ravel()
         rho[:, 1:] = _solve_rho(tt, oo, z_tau.ravel()).reshape(shape)
-        rho[:, 0] = rho[:, 1]  # Omega = 0: copy of the next column (physics.md)
+        rho[:, 0] = rho[:, 1]  # Omega = 0: copy of the next column (docs/physics.md)
         grid = dict(
             trf_min=trf_min, trf_max=trf_max, t2s_min=t2s_min, t2s_max=t2s_max,
             omega1_max=omega1_max, b1_max=b1_max, n_tau=n_tau, n_omega=n_omega, h=h,
@@ -226,15 +227,11 @@ class R2slTable:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the table to HDF5 atomically (datasets tau, omega, rho; attribute grid as JSON)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with h5py.File(tmp, "w") as f:
+        with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
             f["tau"] = self.tau
             f["omega"] = self.omega
             f["rho"] = self.rho
             f.attrs["grid"] = json.dumps(self.grid, sort_keys=True)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "R2slTable":
@@ -308,16 +305,12 @@ class R2slTable:
         return r2sl, dr2sl_dt2s, dr2sl_db1
 
 
-def cache_dir() -> Path:
-    """Directory of the on-disk table cache: ``$CRBNN_CACHE_DIR`` or ``~/.cache/crbnn``."""
-    return Path(os.environ.get("CRBNN_CACHE_DIR", Path.home() / ".cache" / "crbnn"))
-
 
 _DEFAULT: dict[str, R2slTable] = {}
 
 
 def default_table(**grid: float) -> R2slTable:
-    """The R2sl table of physics.md (or of the given grid), built once and cached on disk.
+    """The R2sl table of docs/physics.md (or of the given grid), built once and cached on disk.
 
     A second process loads the cached file instead of rebuilding it.
     """

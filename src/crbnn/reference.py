@@ -1,7 +1,7 @@
 """Plain per-pulse reference implementation of the signal model (slow; for tests and benchmarks).
 
 One ``scipy.linalg.expm`` per interval, a 6x6 product per pulse, NumPy float64, one signal at a
-time: deliberately the most direct transcription of physics.md sections 2, 4 and 5, sharing no
+time: deliberately the most direct transcription of docs/physics.md sections 2, 4 and 5, sharing no
 code with :mod:`crbnn.physics` except the R2sl table.
 """
 
@@ -14,7 +14,7 @@ from .r2sl import R2slTable, default_table
 
 
 def hamiltonian(w1: float, r2sl: float, p: dict[str, float]) -> np.ndarray:
-    """H of physics.md section 2 (6x6, 1/s) for pulse amplitude w1 (rad/s) and R2sl (1/s)."""
+    """H of docs/physics.md section 2 (6x6, 1/s) for pulse amplitude w1 (rad/s) and R2sl (1/s)."""
     m0s, m0 = p["m0s"], p["M0"]
     m0f = 1.0 - m0s
     b1w1 = p["B1"] * w1
@@ -28,7 +28,7 @@ def hamiltonian(w1: float, r2sl: float, p: dict[str, float]) -> np.ndarray:
 
 
 def repetition_operators(alpha: np.ndarray, trf: np.ndarray, tr: float, p: dict[str, float], table: R2slTable | None = None) -> list[np.ndarray]:
-    """U_1 ... U_N of physics.md section 4 for one parameter set (general parametrization)."""
+    """U_1 ... U_N of docs/physics.md section 4 for one parameter set (general parametrization)."""
     import torch
 
     table = table or default_table()

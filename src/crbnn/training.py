@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ import torch
 from numpy.typing import NDArray
 
 from crbnn import __version__
+from crbnn.io import atomic_write
 from crbnn.devices import resolve_device  # noqa: F401  (re-exported for scripts)
 from crbnn.interrupt import Interrupted
 from crbnn.losses import LOSSES, compute_loss, crb_normalized_errors
@@ -535,15 +535,9 @@ class TrainingError(RuntimeError):
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """``torch.save`` through :func:`crbnn.io.atomic_write` (usual permissions, no temporary left)."""
+    with atomic_write(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt_time(seconds: float) -> str:

@@ -6,6 +6,9 @@ localrules:
     fetch_inputs,
 
 
+# The source of an input (inputs.data_dir, inputs.mirror_url or $CRBNN_MIRROR_URL, the pinned URL)
+# is read by the script from the config, not passed as params: the file is the same whatever its
+# source (sha256-checked), so switching sources must not rerun the workflow (params are provenance).
 rule fetch_inputs:
     output:
         "resources/inputs/{file}",
@@ -21,9 +24,6 @@ rule fetch_inputs:
     resources:
         mem_mb=500,
         runtime=30,
-    params:
-        data_dir=config["inputs"]["data_dir"],
-        timeout=config["inputs"]["download_timeout"],
     script:
         "../scripts/fetch_inputs.py"
 

@@ -1,5 +1,7 @@
 # Stage 7: the headline numbers of the run (results/summary.json), their LaTeX macros and the
-# manuscript PDF built with latexmk from manuscript/ (manuscript.enabled: false skips the PDF).
+# manuscript PDF built from manuscript/ with latexmk or tectonic.  Whether the PDF is a target is
+# decided at parse time (crbnn.manuscript.decide_pdf, manuscript_common.smk): with
+# manuscript.enabled: auto and no engine, the PDF is left out and one warning line ends the run.
 # write_macros and build_manuscript are local rules (on a cluster, TeX is on the submit host).
 # Science in crbnn.summary; every number in manuscript/manuscript.tex comes from numbers.tex.
 
@@ -103,5 +105,9 @@ rule build_manuscript:
 
 
 register_targets(["results/summary.json"])
-if config["manuscript"]["enabled"]:
+if MANUSCRIPT_PDF.build:
     register_targets(["results/manuscript/manuscript.pdf"])
+
+
+onsuccess:
+    warn_pdf_skipped()

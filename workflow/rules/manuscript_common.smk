@@ -3,6 +3,11 @@
 import math
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.settings.types import DeploymentMethod
+
+from crbnn.manuscript import ManuscriptError, decide_pdf
 from crbnn.regime import regime_description
 from crbnn.snr_sweep import INTERVAL_PERCENT
 
@@ -11,6 +16,22 @@ MANUSCRIPT_GRIDS = list(config["grids"]["sets"])
 MANUSCRIPT_QUANTITIES = ["bias", "std_ratio", "sqrt_crb"]
 # the LaTeX sources in the checkout
 MANUSCRIPT_SOURCES = Path(workflow.basedir) / "manuscript"
+
+# Is the PDF a target?  Decided once at parse time (manuscript.enabled: auto | true | false).
+# (with --sdm conda, envs/manuscript.yaml provides tectonic)
+USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+try:
+    MANUSCRIPT_PDF = decide_pdf(
+        config["manuscript"]["enabled"], config["manuscript"]["engine"], USES_CONDA
+    )
+except ManuscriptError as err:
+    raise WorkflowError(str(err)) from None
+
+
+def warn_pdf_skipped(log=None):
+    """The one warning line of a run whose PDF was skipped (onsuccess, main process only)."""
+    if MANUSCRIPT_PDF.warning and workflow.is_main_process:
+        logger.warning(f"WARNING: {MANUSCRIPT_PDF.warning}")
 
 
 def summary_config(wildcards=None):
@@ -43,6 +64,7 @@ def summary_config(wildcards=None):
             for g, s in config["grids"]["sets"].items()
         },
         "nlls_grid_realizations": config["nlls"]["grid_realizations"],
+        "test_realizations": config["train"]["test"]["realizations"],
         "priors": config["priors"]["parameters"],
         "known": known_tissue_values(),
         "regime": regime_description(

@@ -26,6 +26,7 @@ rule train_network:
     threads: config["train"]["threads"]
     resources:
         gpu=gpu_request,
+        mem_mb=config["train"]["mem_mb"],
         runtime=24 * 60,
     params:
         settings=train_settings,
@@ -51,6 +52,7 @@ rule evaluate_network:
     threads: config["train"]["threads"]
     resources:
         gpu=gpu_request,
+        mem_mb=config["train"]["mem_mb"],
         runtime=60,
     params:
         realizations=config["train"]["test"]["realizations"],

@@ -1,7 +1,8 @@
-"""The manuscript PDF with latexmk (rule build_manuscript).
+"""The manuscript PDF with latexmk or tectonic (rule build_manuscript).
 
 Copies manuscript/*.tex/.bib, the generated macros, tables and figure PDFs into a fresh build folder
-(figures under figures/), runs latexmk there and moves the PDF onto the output atomically.
+(figures under figures/), runs the engine there (crbnn.manuscript.engine_command) and moves the PDF
+onto the output atomically.
 """
 
 import shutil
@@ -10,18 +11,18 @@ from pathlib import Path
 
 from crbnn.io import atomic_write
 from crbnn.logging_utils import setup_logging
-
-ENGINE_FLAGS = {"pdflatex": "-pdf", "lualatex": "-pdflua", "xelatex": "-pdfxe"}
+from crbnn.manuscript import engine_command, install_hint, required_executables
 
 
 def main(snakemake):
     log = setup_logging(snakemake.log)
-    latexmk = shutil.which("latexmk")
-    if latexmk is None:
+    engine = snakemake.params.engine
+    exe = required_executables(engine)[0]
+    path = shutil.which(exe)
+    if path is None:
         raise SystemExit(
-            "build_manuscript: latexmk not found on PATH. Install the TeX Live packages listed in "
-            "README.md (Debian: apt-get install latexmk texlive-latex-base texlive-latex-recommended "
-            "texlive-latex-extra texlive-fonts-recommended) or set manuscript.enabled: false."
+            f"build_manuscript: {exe} not found on PATH. Install: {install_hint(engine)}; "
+            "or set manuscript.enabled: auto (skips the PDF) or false."
         )
     inp = snakemake.input
     build = Path(snakemake.params.build_dir)
@@ -32,12 +33,12 @@ def main(snakemake):
     for fig in inp.figures:
         shutil.copy2(fig, build / "figures" / Path(fig).name)
     tex = Path(inp.tex).name
-    cmd = [latexmk, ENGINE_FLAGS[snakemake.params.engine], "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", tex]
+    cmd = engine_command(engine, tex, path)
     log.info("running %s in %s", " ".join(cmd), build)
     proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
-    log.info("latexmk output:\n%s\n%s", proc.stdout, proc.stderr)
+    log.info("%s output:\n%s\n%s", exe, proc.stdout, proc.stderr)
     if proc.returncode != 0:
-        raise SystemExit(f"build_manuscript: latexmk failed (exit {proc.returncode}); see {build / Path(tex).with_suffix('.log')}")
+        raise SystemExit(f"build_manuscript: {exe} failed (exit {proc.returncode}); see {build / Path(tex).with_suffix('.log')}")
     with atomic_write(snakemake.output.pdf) as tmp:
         shutil.copy2(build / Path(tex).with_suffix(".pdf"), tmp)
 
