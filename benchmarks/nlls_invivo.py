@@ -6,6 +6,7 @@ when present, its trained CRB network:
 
     python benchmarks/nlls_invivo.py --run . [--voxels 2000] [--workers 2]
         [--fit m0s,T1,T2f,omega0,B1] [--nominal Rex=13.6,T2s=12.5e-6] [--ftol 1e-6 --xtol 1e-8]
+        [--fit m0s,T1,T2f,Rex,T2s,omega0,B1 --bounds Rex=2:30,T2s=5e-6:2.1e-5 --nominal Rex=12]
 
 The solver settings come from ``--config`` (section ``nlls``); ``--fit``, ``--nominal``, ``--ftol``,
 ``--xtol``, ``--max-iter`` override them (e.g. the 5-parameter model with Rex and T2s known).
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--fit", default=None, help="comma-separated fitted parameters (default: config nlls.fit)")
     ap.add_argument("--nominal", default="", help="overrides of nlls.nominal, e.g. Rex=13.6,T2s=12.5e-6")
+    ap.add_argument("--bounds", default="", help="bounds overrides, e.g. Rex=2:30,T2s=5e-6:2.1e-5 (for parameters whose prior is fixed)")
     ap.add_argument("--ftol", type=float, default=None)
     ap.add_argument("--xtol", type=float, default=None)
     ap.add_argument("--max-iter", type=int, default=None)
@@ -64,7 +66,11 @@ def main() -> None:
     for key in ("ftol", "xtol", "max_iter"):
         if getattr(args, key) is not None:
             ncfg[key] = getattr(args, key)
-    bounds = bounds_from_priors(cfg["priors"]["parameters"], seq.tr, fit, ncfg["bounds"])
+    overrides = dict(ncfg["bounds"])
+    for item in filter(None, args.bounds.split(",")):
+        key, val = item.split("=")
+        overrides[key] = [float(x) for x in val.split(":")]
+    bounds = bounds_from_priors(cfg["priors"]["parameters"], seq.tr, fit, overrides)
     common = dict(bounds=bounds, nominal=nominal, fit=fit, max_iter=ncfg["max_iter"], ftol=ncfg["ftol"],
                   xtol=ncfg["xtol"], batch_size=ncfg["batch_size"], r2sl=r2sl, workers=args.workers, threads=1)
     starts = {}
