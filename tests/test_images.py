@@ -122,3 +122,67 @@ def test_nlls_recovers_noise_free_phantom(data_dir):
     assert np.all(maps["residual"][sel] < 1e-5)
     assert np.all(np.isnan(maps["T1"][~sel])) and np.all(np.isfinite(maps["sqrt_crb_T1"][sel]))
     print(f"NLLS {info['seconds_per_voxel']:.2f} s/voxel")
+
+
+def test_tissue_regions_threshold_filtered_maps_and_erode():
+    """A region is the set of mask voxels whose median-filtered map lies in range: a single outlier
+    voxel inside WM stays WM (its own noise does not decide), and erosion peels one voxel off."""
+    from crbnn.images import tissue_regions
+
+    t1 = np.full((20, 20, 1), 0.9)
+    t1[10:] = 1.5
+    t1[4, 4] = 1.5  # noisy voxel inside WM
+    mask = np.ones_like(t1, bool)
+    rules = {"WM": {"T1": [0.6, 1.05]}, "GM": {"T1": [1.25, 1.9]}}
+    r0 = tissue_regions({"T1": t1}, mask, rules, filter_size=1, erode=0)
+    assert not r0["WM"][4, 4, 0] and r0["WM"].sum() == 199 and r0["GM"].sum() == 201
+    r = tissue_regions({"T1": t1}, mask, rules, filter_size=3, erode=0)
+    assert r["WM"][4, 4, 0] and r["WM"].sum() == 200
+    re_ = tissue_regions({"T1": t1}, mask, rules, filter_size=3, erode=1)
+    assert re_["WM"].sum() == 18 * 8 and not (re_["WM"] & re_["GM"]).any()  # rows 1-8, columns 1-18
+    with pytest.raises(KeyError, match="no reference map"):
+        tissue_regions({"T1": t1}, mask, {"X": {"m0s": [0, 1]}})
+
+
+def test_reference_differences_paired_se_and_negative_count():
+    from crbnn.images import reference_differences
+
+    rng = np.random.default_rng(3)
+    ref = rng.uniform(0.05, 0.2, 400)
+    net = ref + 0.01 + rng.normal(0, 0.02, 400)
+    net[:7] = -0.01
+    where = np.ones(400, bool)
+    where[-100:] = False
+    rows = reference_differences({"nlls": {"m0s": ref}, "net": {"m0s": net}}, {"R": where}, parameters=("m0s",))
+    r = {x["estimator"]: x for x in rows}
+    d = (net - ref)[where]
+    assert r["net"]["n"] == 300 and r["net"]["n_negative"] == 7 and r["nlls"]["n_negative"] == 0
+    assert np.isclose(r["net"]["difference"], d.mean()) and np.isclose(r["net"]["difference_se"], d.std(ddof=1) / np.sqrt(300))
+    assert r["nlls"]["difference"] == 0.0 and np.isclose(r["net"]["sd"], net[where].std(ddof=1))
+
+
+def test_map_figure_m0s_from_zero_negative_shown_and_outlines():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from crbnn.plots_maps import NEGATIVE_COLOR, plot_map_panels
+
+    rng = np.random.default_rng(0)
+    base = {"m0s": rng.uniform(0.05, 0.2, (12, 12, 1)), "T1": rng.uniform(0.8, 1.6, (12, 12, 1)),
+            "T2f": rng.uniform(0.05, 0.09, (12, 12, 1))}
+    net = {k: v * 1.05 for k, v in base.items()}
+    net["m0s"][0, :3] = -0.02
+    region = np.zeros((12, 12, 1), bool)
+    region[3:8, 3:8] = True
+    fig = plot_map_panels({"nlls": base, "crb": net}, regions={"WM": region})
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes[:2]] == ["NLLS", "CRB network"]  # side by side
+    assert axes[0].images[0].get_clim()[0] == 0.0 and axes[1].images[0].get_clim()[0] == 0.0  # m0s row from 0
+    texts = [t.get_text() for ax in axes for t in ax.texts]
+    assert "3 < 0" in texts  # the three negative network voxels are counted on the panel
+    assert any(len(ax.collections) for ax in axes)  # region contours
+    diff_clims = [ax.images[0].get_clim() for ax in axes if ax.images and ax.images[0].get_cmap().name == "RdBu_r"]
+    assert diff_clims and all(np.isclose(lo, -hi) for lo, hi in diff_clims)
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "WM (25 voxels)" in labels and NEGATIVE_COLOR

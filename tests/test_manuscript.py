@@ -37,6 +37,14 @@ SUMMARY = {
         "mse": {"crb_loss_mean": 3.4, "crb_loss": {"m0s": 2.0, "T1": 5.0, "T2f": 3.2}},
     },
     "training": {"crb": {"epochs": 800, "wall_time_s": 86400.0}, "mse": {"epochs": 800, "wall_time_s": 80000.0}},
+    "invivo": {
+        "WM": {"n": 812,
+               "nlls": {"m0s": {"mean": 0.2, "sd": 0.03, "difference": 0.0, "difference_se": 0.0},
+                        "T2f": {"mean": 0.07, "sd": 0.01, "difference": 0.0, "difference_se": 0.0}, "negative_m0s": 0},
+               "crb": {"m0s": {"mean": 0.17, "sd": 0.02, "difference": -0.03, "difference_se": 0.001},
+                       "T2f": {"mean": 0.072, "sd": 0.01, "difference": 0.002, "difference_se": 0.0004}, "negative_m0s": 3}},
+        "mask": {"n": 18951, "crb": {"negative_m0s": 40}},
+    },
 }
 
 
@@ -44,7 +52,7 @@ SUMMARY = {
 def macros(tmp_path: Path) -> dict[str, Path]:
     """Run write_macros.py (ScriptArgs stand-in) on the fake summary; return its outputs."""
     (tmp_path / "summary.json").write_text(json.dumps(SUMMARY))
-    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors", "snr_table")}
+    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors", "regions", "snr_table")}
     main = runpy.run_path(str(SCRIPTS / "write_macros.py"))["main"]
     main(ScriptArgs(
         input={"summary": str(tmp_path / "summary.json")},
@@ -78,6 +86,19 @@ def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
     assert priors.count(r"\\") == 1 + len(PRIORS) and r"\pi/T_R" in priors
     snr = macros["snr_table"].read_text()
     assert "10 & 0.9 [0.8, 1]" in snr and "50 & 1.1 [1, 1.2]" in snr
+
+
+def test_invivo_region_table(macros: dict[str, Path]) -> None:
+    """The region table has one row per estimator, T2f in ms, differences to NLLS with their SE and
+    the count of negative m0s; without an invivo section it says so instead of failing."""
+    from crbnn.summary import latex_region_table
+
+    table = macros["regions"].read_text()
+    rows = [ln for ln in table.splitlines() if ln.startswith(("WM", " & CRB"))]
+    assert len(rows) == 2 and rows[0].startswith("WM (812) & NLLS")
+    assert r"-0.03 $\pm$ 0.001" in rows[1] and r"72 $\pm$ 10" in rows[1] and rows[1].endswith(r"& 3 \\")
+    assert "not computed" in latex_region_table({"config": {}})
+    assert defined(macros["numbers"].read_text())["InvivoMaskCRBNegativeMZeros"] == "40"
 
 
 def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:

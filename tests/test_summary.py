@@ -164,6 +164,28 @@ def test_latex_grid_figures_and_priors() -> None:
     assert table.rstrip().endswith(r"\end{tabular}")
 
 
+def test_read_invivo_regions_keeps_tissue_regions_and_mask_counts(tmp_path: Path) -> None:
+    from crbnn.summary import read_invivo_regions, summarize
+
+    rows = [
+        {"estimator": "crb", "region": "WM", "parameter": "m0s", "n": 80, "mean": 0.15, "sd": 0.02, "difference": -0.01,
+         "difference_se": 0.002, "n_negative": 1},
+        {"estimator": "crb", "region": "WM", "parameter": "T1", "n": 80, "mean": 0.9, "sd": 0.05, "difference": 0.01,
+         "difference_se": None, "n_negative": None},
+        {"estimator": "crb", "region": "mask", "parameter": "T1", "n": 900, "mean": 0.9, "sd": 0.05, "difference": 0.0,
+         "difference_se": 0.001, "n_negative": None},
+        {"estimator": "crb", "region": "box_WM", "parameter": "T1", "n": 64, "mean": 0.9, "sd": 0.05, "difference": 0.01,
+         "difference_se": 0.001},
+        {"estimator": "crb", "region": "mask", "parameter": "m0s", "n": 900, "mean": 0.1, "sd": 0.05, "difference": 0.0,
+         "difference_se": 0.001, "n_negative": 12},
+    ]
+    p = tmp_path / "regions.json"
+    p.write_text(json.dumps({"rows": [], "tissue_regions": {"n_voxels": {"WM": 81}}, "differences": rows}))
+    r = read_invivo_regions(p)
+    assert set(r) == {"WM", "mask"} and r["WM"]["n"] == 81
+    assert r["WM"]["crb"]["m0s"]["difference_se"] == 0.002 and r["WM"]["crb"]["negative_m0s"] == 1
+    assert math.isnan(r["WM"]["crb"]["T1"]["difference_se"]) and r["mask"]["crb"] == {"negative_m0s": 12}
+    assert summarize(invivo_regions=p)["invivo"] == r and "invivo" not in summarize(invivo_regions=tmp_path / "none.json")
 def test_claims_verdicts() -> None:
     from crbnn.summary import claims
 

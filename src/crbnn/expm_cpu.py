@@ -23,6 +23,7 @@ row) are passed on to :func:`crbnn.expm.expm_frechet` unchanged.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from .expm import THETA13, expm_frechet
 njit = numba.njit
 prange = numba.prange
 
-__all__ = ["expm_frechet_cpu", "BLOCK"]
+__all__ = ["expm_frechet_cpu", "expm_cached_cpu", "PadeCache", "BLOCK"]
 
 #: matrices per SIMD block (the innermost loop length), a compile-time constant of the kernel:
 #: 64 measured faster than 8/16/32 (loop overhead) and as fast as 128 (working set ~300 KB, L2)
@@ -159,6 +160,126 @@ def _select(mask_s, step, new, old):
                     old[i, j, l] = new[i, j, l]
 
 
+@njit(**_JIT)
+def _pade_block(a, b0, nb):
+    """Scaled generators and the Pade [13/13] approximant of one block of matrices (lanes b0..b0+nb).
+
+    Returns ``(x, x2, x4, x6, w1, z1, w, r, lu, piv, dinv, sc, sv, smax)``: x = a 2^-s (rows 0-4,
+    lane last), its powers, the polynomial pieces W1, Z1, W, r = q(x)^{-1} p(x) at the scaled level,
+    the LU factors of M5 = (V - U)[0:5, 0:5], and per lane the scale 2^-s, s, and the block's max s.
+    """
+    shp = (5, 6, BLOCK)
+    sc = np.ones(BLOCK)
+    sv = np.zeros(BLOCK, dtype=np.int64)
+    x = np.zeros(shp)
+    # ---- load a (rows 0-4), per-matrix scaling 2^-s with s = ceil(log2(|a|_1 / theta13))
+    smax = 0
+    for l in range(nb):
+        nrm = 0.0
+        for j in range(6):
+            cs = 0.0
+            for i in range(5):
+                cs += abs(a[b0 + l, i, j])
+            if cs > nrm:
+                nrm = cs
+        s = 0
+        if nrm > _THETA and nrm < np.inf:
+            s = int(math.ceil(math.log2(nrm / _THETA)))
+            if s < 0:
+                s = 0
+        sv[l] = s
+        sc[l] = math.ldexp(1.0, -s)
+        if s > smax:
+            smax = s
+        for i in range(5):
+            for j in range(6):
+                x[i, j, l] = a[b0 + l, i, j] * sc[l]
+    # ---- Pade [13/13]
+    x2 = np.empty(shp)
+    x4 = np.empty(shp)
+    x6 = np.empty(shp)
+    _mm(x, x, 0.0, x2)
+    _mm(x2, x2, 0.0, x4)
+    _mm(x4, x2, 0.0, x6)
+    w1 = np.empty(shp)
+    z1 = np.empty(shp)
+    w = np.empty(shp)
+    v = np.empty(shp)
+    for i in range(5):
+        for j in range(6):
+            for l in range(BLOCK):
+                w1[i, j, l] = _B13 * x6[i, j, l] + _B11 * x4[i, j, l] + _B9 * x2[i, j, l]
+                z1[i, j, l] = _B12 * x6[i, j, l] + _B10 * x4[i, j, l] + _B8 * x2[i, j, l]
+    _mm(x6, w1, 0.0, w)
+    _mm(x6, z1, 0.0, v)
+    for i in range(5):
+        for j in range(6):
+            for l in range(BLOCK):
+                w[i, j, l] += _B7 * x6[i, j, l] + _B5 * x4[i, j, l] + _B3 * x2[i, j, l]
+                v[i, j, l] += _B6 * x6[i, j, l] + _B4 * x4[i, j, l] + _B2 * x2[i, j, l]
+        for l in range(BLOCK):
+            w[i, i, l] += _B1
+            v[i, i, l] += _B0
+    # w, v: row 5 = b1 e6, b0 e6
+    u = np.empty(shp)
+    _mm(x, w, _B1, u)
+    # V - U = [[M5, c], [0, b0]];  (V + U)[5] = b0 e6  ->  r[5] = e6,  r[0:5] = M5^{-1} (Y - c e6^T)
+    vmu = np.empty(shp)
+    r = np.empty(shp)
+    for i in range(5):
+        for j in range(6):
+            for l in range(BLOCK):
+                vmu[i, j, l] = v[i, j, l] - u[i, j, l]
+                r[i, j, l] = v[i, j, l] + u[i, j, l]
+        for l in range(BLOCK):
+            r[i, 5, l] -= vmu[i, 5, l]
+    lu = np.empty((5, 5, BLOCK))
+    piv = np.empty((5, BLOCK), dtype=np.int64)
+    dinv = np.empty((5, BLOCK))
+    _lu5(vmu, lu, piv, dinv)
+    _solve5(lu, piv, dinv, r)
+    return x, x2, x4, x6, w1, z1, w, r, lu, piv, dinv, sc, sv, smax
+
+
+@njit(**_JIT)
+def _square(r, sv, smax):
+    """rp[j] = r^(2^j), j = 0..smax, masked per lane (lanes with s <= j keep their value)."""
+    rp = np.empty((smax + 1, 5, 6, BLOCK))
+    rp[0] = r
+    tmp = np.empty((5, 6, BLOCK))
+    for st in range(smax):
+        _mm(rp[st], rp[st], 1.0, tmp)
+        rp[st + 1] = rp[st]
+        _select(sv, st, tmp, rp[st + 1])
+    return rp
+
+
+@njit(parallel=True, **_JIT)
+def _cached_kernel(a, r_out, xc, rc, luc, pivc, dinvc, sc_c, sv_c):
+    """exp(a) and, per block, what :func:`crbnn.pulse_cpu` needs for directional derivatives."""
+    nmat = a.shape[0]
+    nblk = (nmat + BLOCK - 1) // BLOCK
+    for blk in prange(nblk):
+        b0 = blk * BLOCK
+        nb = min(BLOCK, nmat - b0)
+        x, _x2, _x4, _x6, _w1, _z1, _w, r, lu, piv, dinv, sc, sv, smax = _pade_block(a, b0, nb)
+        xc[blk] = x
+        rc[blk] = r
+        luc[blk] = lu
+        pivc[blk] = piv
+        dinvc[blk] = dinv
+        sc_c[blk] = sc
+        sv_c[blk] = sv
+        rs = _square(r, sv, smax)[smax]
+        for l in range(nb):
+            for i in range(5):
+                for j in range(6):
+                    r_out[b0 + l, i, j] = rs[i, j, l]
+            for j in range(5):
+                r_out[b0 + l, 5, j] = 0.0
+            r_out[b0 + l, 5, 5] = 1.0
+
+
 @njit(parallel=True, **_JIT)
 def _kernel(a, e, r_out, l_out):
     nmat = a.shape[0]
@@ -168,83 +289,9 @@ def _kernel(a, e, r_out, l_out):
         b0 = blk * BLOCK
         nb = min(BLOCK, nmat - b0)
         shp = (5, 6, BLOCK)
-        sc = np.ones(BLOCK)
-        sv = np.zeros(BLOCK, dtype=np.int64)
-        x = np.zeros(shp)
-        # ---- load a (rows 0-4), per-matrix scaling 2^-s with s = ceil(log2(|a|_1 / theta13))
-        smax = 0
-        for l in range(nb):
-            nrm = 0.0
-            for j in range(6):
-                cs = 0.0
-                for i in range(5):
-                    cs += abs(a[b0 + l, i, j])
-                if cs > nrm:
-                    nrm = cs
-            s = 0
-            if nrm > _THETA and nrm < np.inf:
-                s = int(math.ceil(math.log2(nrm / _THETA)))
-                if s < 0:
-                    s = 0
-            sv[l] = s
-            sc[l] = math.ldexp(1.0, -s)
-            if s > smax:
-                smax = s
-            for i in range(5):
-                for j in range(6):
-                    x[i, j, l] = a[b0 + l, i, j] * sc[l]
-        # ---- Pade [13/13]
-        x2 = np.empty(shp)
-        x4 = np.empty(shp)
-        x6 = np.empty(shp)
-        _mm(x, x, 0.0, x2)
-        _mm(x2, x2, 0.0, x4)
-        _mm(x4, x2, 0.0, x6)
-        w1 = np.empty(shp)
-        z1 = np.empty(shp)
-        w = np.empty(shp)
-        v = np.empty(shp)
-        for i in range(5):
-            for j in range(6):
-                for l in range(BLOCK):
-                    w1[i, j, l] = _B13 * x6[i, j, l] + _B11 * x4[i, j, l] + _B9 * x2[i, j, l]
-                    z1[i, j, l] = _B12 * x6[i, j, l] + _B10 * x4[i, j, l] + _B8 * x2[i, j, l]
-        _mm(x6, w1, 0.0, w)
-        _mm(x6, z1, 0.0, v)
-        for i in range(5):
-            for j in range(6):
-                for l in range(BLOCK):
-                    w[i, j, l] += _B7 * x6[i, j, l] + _B5 * x4[i, j, l] + _B3 * x2[i, j, l]
-                    v[i, j, l] += _B6 * x6[i, j, l] + _B4 * x4[i, j, l] + _B2 * x2[i, j, l]
-            for l in range(BLOCK):
-                w[i, i, l] += _B1
-                v[i, i, l] += _B0
-        # w, v: row 5 = b1 e6, b0 e6
-        u = np.empty(shp)
-        _mm(x, w, _B1, u)
-        # V - U = [[M5, c], [0, b0]];  (V + U)[5] = b0 e6  ->  r[5] = e6,  r[0:5] = M5^{-1} (Y - c e6^T)
-        vmu = np.empty(shp)
-        r = np.empty(shp)
-        for i in range(5):
-            for j in range(6):
-                for l in range(BLOCK):
-                    vmu[i, j, l] = v[i, j, l] - u[i, j, l]
-                    r[i, j, l] = v[i, j, l] + u[i, j, l]
-            for l in range(BLOCK):
-                r[i, 5, l] -= vmu[i, 5, l]
-        lu = np.empty((5, 5, BLOCK))
-        piv = np.empty((5, BLOCK), dtype=np.int64)
-        dinv = np.empty((5, BLOCK))
-        _lu5(vmu, lu, piv, dinv)
-        _solve5(lu, piv, dinv, r)
-        # ---- squaring: rp[j] = r^(2^j) (masked per lane: lanes with s <= j keep their value)
-        rp = np.empty((smax + 1, 5, 6, BLOCK))
-        rp[0] = r
+        x, x2, x4, x6, w1, z1, w, r, lu, piv, dinv, sc, sv, smax = _pade_block(a, b0, nb)
         tmp = np.empty(shp)
-        for st in range(smax):
-            _mm(rp[st], rp[st], 1.0, tmp)
-            rp[st + 1] = rp[st]
-            _select(sv, st, tmp, rp[st + 1])
+        rp = _square(r, sv, smax)
         rs = rp[smax]
         for l in range(nb):
             for i in range(5):
@@ -360,3 +407,49 @@ def expm_frechet_cpu(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[to
     if e is None:
         return r, None
     return r, torch.from_numpy(l_out)
+
+
+class PadeCache(NamedTuple):
+    """Per block of ``BLOCK`` matrices (lane last): what a directional derivative of exp(a) needs.
+
+    ``x`` [nblk, 5, 6, BLOCK] the scaled generators a 2^-s (rows 0-4), ``r`` the Pade approximant
+    r(x) at the scaled level, ``lu``/``piv``/``dinv`` the LU factors of M5 = q(x)[0:5, 0:5],
+    ``sc`` [nblk, BLOCK] the scales 2^-s and ``s`` the squaring counts (lanes past the end: s = 0).
+    """
+
+    x: np.ndarray
+    r: np.ndarray
+    lu: np.ndarray
+    piv: np.ndarray
+    dinv: np.ndarray
+    sc: np.ndarray
+    s: np.ndarray
+
+
+def expm_cached_cpu(a: torch.Tensor) -> tuple[torch.Tensor, PadeCache]:
+    """exp(a) [B, 6, 6] of affine generators (last row zero, float64, CPU) and the :class:`PadeCache`.
+
+    The same algorithm and numbers as :func:`expm_frechet_cpu` without directions; the cache lets
+    :func:`crbnn.pulse_cpu.pulse_directional_cpu` apply the Frechet derivative to one vector per
+    matrix without forming it.
+
+    >>> a = torch.zeros(1, 6, 6, dtype=torch.float64); a[0, 0, 5] = 1.0; a[0, 0, 0] = -1.0
+    >>> r, cache = expm_cached_cpu(a)
+    >>> round(float(r[0, 0, 5]), 12) == round(1 - math.exp(-1), 12), cache.x.shape
+    (True, (1, 5, 6, 64))
+    """
+    if not _supported(a, None):
+        raise ValueError("expm_cached_cpu: a must be a float64 CPU tensor [B, 6, 6] with zero last row")
+    an = np.ascontiguousarray(a.detach().numpy())
+    bsz = an.shape[0]
+    nblk = (bsz + BLOCK - 1) // BLOCK
+    r_out = np.empty((bsz, 6, 6))
+    cache = PadeCache(
+        np.empty((nblk, 5, 6, BLOCK)), np.empty((nblk, 5, 6, BLOCK)), np.empty((nblk, 5, 5, BLOCK)),
+        np.empty((nblk, 5, BLOCK), dtype=np.int64), np.empty((nblk, 5, BLOCK)), np.empty((nblk, BLOCK)),
+        np.empty((nblk, BLOCK), dtype=np.int64),
+    )
+    if bsz:
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        _cached_kernel(an, r_out, *cache)
+    return torch.from_numpy(r_out), cache

@@ -357,6 +357,7 @@ class PaperModel:
 
     def __call__(self, theta: torch.Tensor, jacobian: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         from crbnn.physics import simulate_paper
+        from crbnn.simulation import compress_jacobian
 
         theta = torch.as_tensor(theta, dtype=torch.float64).to(self.device)
         gs, dgs = [], []
@@ -367,7 +368,7 @@ class PaperModel:
             uh = self.u.conj()
             gs.append(sig.to(torch.complex128) @ uh)
             if jacobian:
-                dgs.append(torch.einsum("nr,bnp->brp", uh, jac.to(torch.complex128)))
+                dgs.append(compress_jacobian(jac.to(torch.complex128), self.u))
             self.n_signals += th.shape[0]
         g = torch.cat(gs)
         return g, (torch.cat(dgs) if jacobian else None)

@@ -4,8 +4,11 @@ Implements docs/physics.md sections 2, 4 and 5 in PyTorch, float64, batched over
 CPU or CUDA with the same code, with exact Jacobians (forward sensitivities):
 
 * per-pulse propagators ``expm(H T)`` and their Frechet derivatives in all requested directions
-  at once (:func:`crbnn.expm.expm_frechet`); free precession depends only on TRF, so it is computed
-  once per distinct TRF of the train;
+  at once (:func:`crbnn.expm.expm_frechet`; on GPUs and in the pure-torch path); on the CPU with
+  numba the pulse derivatives are computed only as the vectors the sensitivities need,
+  ``L(H T, dH/dtheta T) v`` with v the state entering the pulse (:mod:`crbnn.pulse_cpu`, same
+  numbers to rounding); free precession depends only on TRF, so it is computed once per distinct
+  TRF of the train;
 * the crushed inversion pulse 1, the phase-cycling frame rotation Rz(pi) and the xs spoiler;
 * the periodic steady state: the cycle operator A by one sweep of 6x6 products (kept as the
   partial products Phi_n), the fixed point, every echo m_n = Phi_n m_1 at once; derivatives by a
@@ -23,7 +26,9 @@ import numpy as np
 import torch
 
 from .expm import expm_frechet as _expm_frechet_torch
-from .expm_cpu import expm_frechet_cpu
+from . import recurrence as _recurrence
+from .expm_cpu import expm_cached_cpu, expm_frechet_cpu
+from .pulse_cpu import ELEMENTARY_CPU, pulse_directional_cpu
 from .r2sl import R2slTable, default_table
 from .recurrence import (
     affine_recurrence,
@@ -31,7 +36,9 @@ from .recurrence import (
     corrected_tangents,
     echo_states,
     prefix_products,
+    pulse_inputs,
     tangent_sources,
+    tangent_sources_dpv,
 )
 
 Number = Union[float, int, complex, np.ndarray, torch.Tensor]
@@ -57,6 +64,28 @@ def expm_frechet(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.
     if a.device.type == "cpu":
         return expm_frechet_cpu(a, e)
     return _expm_frechet_torch(a, e)
+
+
+def _action_path(x: torch.Tensor) -> bool:
+    """Pulse derivatives as vectors (numba kernels) rather than Frechet matrices: CPU with numba."""
+    return x.device.type == "cpu" and _recurrence._HAVE_NUMBA and expm_frechet is _DEFAULT_EXPM_FRECHET
+
+
+def _direction_coefficients(dirs: _Directions, s_count: int, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-signal coefficients [S, K, 7] of :data:`crbnn.pulse_cpu.ELEMENTARY_CPU` and per-pulse R2sl ones [S, N, K]."""
+    k = len(dirs)
+    coef = torch.zeros(s_count, k, len(ELEMENTARY_CPU), dtype=torch.float64, device=device)
+    cr2 = torch.zeros(s_count, n, k, dtype=torch.float64, device=device)
+    for d, combo in enumerate(dirs.coef):
+        for name, c in combo.items():
+            if name == "R2sl":
+                cr2[:, :, d] = c
+            else:
+                coef[:, d, ELEMENTARY_CPU.index(name)] = c[:, 0] if isinstance(c, torch.Tensor) and c.ndim == 2 else c
+    return coef, cr2
+
+
+_DEFAULT_EXPM_FRECHET = expm_frechet
 
 
 def _as_tensor(x: Number, device: torch.device | None = None) -> torch.Tensor:
@@ -173,7 +202,7 @@ def _directions_tensor(
 def _steady_state(
     alpha: torch.Tensor, trf: torch.Tensor, tr: float, p: dict[str, torch.Tensor], dirs: _Directions, table: R2slTable
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Echo states m_n [S, N, 6] and their derivatives [S, N, 6, K] (None if K = 0) at M0 = 1."""
+    """Echo states m_n [S, N, 6] and the derivatives of their xf, yf rows [S, N, 2, K] (None if K = 0) at M0 = 1."""
     device = alpha.device
     s_count = p["m0s"].shape[0]
     n = alpha.shape[0]
@@ -201,28 +230,33 @@ def _steady_state(
     keep = torch.zeros(6, 6, dtype=dt, device=device)
     keep[XS, XS] = keep[XS, ZS] = keep[ZS, XS] = 1.0
     x[:, 0] *= keep
-    if k:
+    action = bool(k) and _action_path(x)
+    cache = dp = None
+    if action:  # CPU: exp only; derivatives later as vectors (crbnn.pulse_cpu)
+        pp, cache = expm_cached_cpu(x.reshape(-1, 6, 6))
+    elif k:
         e = _directions_tensor(dirs_pulse, ps, w1, t_p, shape, _ELEMENTARY, device)
         e[:, 0] *= keep[:, None, :]
         pp, dp = expm_frechet(x.reshape(-1, 6, 6), e.reshape(-1, 6, k, 6))
         dp = dp.reshape(*shape, 6, k, 6)
     else:
         pp, _ = expm_frechet(x.reshape(-1, 6, 6))
-        dp = None
     pp = pp.reshape(*shape, 6, 6)
     theta = p["B1"] * alpha[0]  # [S] flip angle of the inversion
     sin2 = torch.sin(theta / 2) ** 2
     pp[:, 0, XF, XF] = sin2
     pp[:, 0, YF, YF] = -sin2
     pp[:, 0, ZF, ZF] = torch.cos(theta)
-    if k:
-        for d, combo in enumerate(dirs_pulse.coef):
-            cw = combo.get("B1w", 0.0)
-            cw = cw[:, 0] if isinstance(cw, torch.Tensor) and cw.ndim == 2 else cw
-            dtheta = cw * alpha[0]
-            dp[:, 0, XF, d, XF] = 0.5 * torch.sin(theta) * dtheta
-            dp[:, 0, YF, d, YF] = -0.5 * torch.sin(theta) * dtheta
-            dp[:, 0, ZF, d, ZF] = -torch.sin(theta) * dtheta
+    dtheta = []  # per direction: d(theta)/d(direction) [S] or a float
+    for combo in dirs_pulse.coef:
+        cw = combo.get("B1w", 0.0)
+        cw = cw[:, 0] if isinstance(cw, torch.Tensor) and cw.ndim == 2 else cw
+        dtheta.append(cw * alpha[0])
+    if dp is not None:
+        for d, dth in enumerate(dtheta):
+            dp[:, 0, XF, d, XF] = 0.5 * torch.sin(theta) * dth
+            dp[:, 0, YF, d, YF] = -0.5 * torch.sin(theta) * dth
+            dp[:, 0, ZF, d, ZF] = -torch.sin(theta) * dth
 
     # ---------------- free precession, once per distinct interval
     tfp_all = torch.cat([torch.full((1,), tr / 2, dtype=dt, device=device), (tr - trf[1:]) / 2])
@@ -262,10 +296,22 @@ def _steady_state(
         return m, None
 
     # ---------------- sources q_n = dU_n m_{n-1}
-    q = tangent_sources(pf, dpf, inv, pp, dp, m)  # [S, N, 6, K]
+    if action:
+        v2 = pulse_inputs(pf, inv, m)  # [S, N, 6] state entering each pulse
+        coef, cr2 = _direction_coefficients(dirs_pulse, s_count, n, device)
+        pars = torch.stack([p["m0s"], p["R1f"], p["R1s"], p["Rex"]], dim=1)
+        dpv = pulse_directional_cpu(cache, v2.reshape(-1, 6), trf, alpha / trf, pars, coef, cr2).reshape(s_count, n, 6, k)
+        st = torch.sin(theta)
+        for d, dth in enumerate(dtheta):  # the inversion's instantaneous free-pool rotation
+            dpv[:, 0, XF, d] += 0.5 * st * dth * v2[:, 0, XF]
+            dpv[:, 0, YF, d] -= 0.5 * st * dth * v2[:, 0, YF]
+            dpv[:, 0, ZF, d] -= st * dth * v2[:, 0, ZF]
+        q = tangent_sources_dpv(pf, dpf, inv, pp, dpv, v2, m)
+    else:
+        q = tangent_sources(pf, dpf, inv, pp, dp, m)  # [S, N, 6, K]
 
     # ---------------- sweep 2: tangents with dm_1 = 0, then the fixed-point correction
-    g, gcycle = affine_recurrence(u, q)
+    g, gcycle = affine_recurrence(u, q, rows=2)  # the signal needs rows xf, yf only
     dm1 = torch.zeros(s_count, 6, k, dtype=dt, device=device)
     dm1[:, :5] = torch.linalg.lu_solve(lu, piv, gcycle[:, :5])
     dm = corrected_tangents(g, phi, dm1)

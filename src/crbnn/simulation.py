@@ -42,8 +42,11 @@ def compress(signal: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def compress_jacobian(jacobian: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """dc/dtheta = U^H ds/dtheta: [..., N, P] -> [..., R, P]."""
-    return u.conj().transpose(0, 1) @ jacobian
+    """dc/dtheta = U^H ds/dtheta: [..., N, P] -> [..., R, P] (one GEMM over all signals and columns)."""
+    lead, (n, p) = jacobian.shape[:-2], jacobian.shape[-2:]
+    flat = jacobian.reshape(-1, n, p).permute(1, 0, 2).reshape(n, -1)
+    out = u.conj().transpose(0, 1) @ flat  # [R, S P]
+    return out.reshape(u.shape[1], -1, p).permute(1, 0, 2).reshape(*lead, u.shape[1], p)
 
 
 def table_to_params(table: np.ndarray | torch.Tensor, device: torch.device, m0: complex = 1.0) -> dict[str, torch.Tensor]:

@@ -173,6 +173,29 @@ def _to_float(v: str) -> float:
         return math.nan
 
 
+def read_invivo_regions(path: str | Path) -> dict[str, Any]:
+    """In vivo region statistics (``results/images/invivo/regions.json``, rows ``differences``) as
+    ``{region: {"n": voxels, estimator: {parameter: {mean, sd, difference, difference_se}, "negative_m0s": k}}}``
+    for the tissue regions (and ``mask``: the whole mask, negative m0s counts only)."""
+    data = json.loads(Path(path).read_text())
+    tissue = data.get("tissue_regions", {}).get("n_voxels", {})
+    out: dict[str, Any] = {}
+    for row in data.get("differences", []):
+        region = row["region"]
+        if region not in tissue and region != "mask":
+            continue
+        reg = out.setdefault(region, {"n": int(tissue.get(region, row["n"]))})
+        est = reg.setdefault(row["estimator"], {})
+        negative = row.get("n_negative") if row.get("parameter") == "m0s" else None  # null in other rows (pandas)
+        if negative is not None:
+            est["negative_m0s"] = int(negative)
+        if region != "mask":
+            est[row["parameter"]] = {k: _num(row.get(k)) for k in ("mean", "sd", "difference", "difference_se")}
+    return out
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
 def snr_key(snr: float) -> str:
     """Summary key of an SNR: ``SNR50``, ``SNR7.5``."""
     return f"SNR{float(snr):g}"
@@ -285,6 +308,7 @@ def summarize(
     histories: Mapping[str, str | Path] | None = None,
     summary_table: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
+    invivo_regions: str | Path | None = None,
     snr_sweep: str | Path | None = None,
     regimes: str | Path | None = None,
     grids: Mapping[str, str | Path] | None = None,
@@ -292,6 +316,7 @@ def summarize(
     """Aggregate the evaluation outputs that exist into one summary dictionary.
 
     ``evaluations`` and ``histories`` map a loss name to its evaluation JSON / ``history.csv``;
+    ``invivo_regions`` the in vivo ``regions.json`` (section ``invivo``, :func:`read_invivo_regions`);
     ``snr_sweep`` is the sweep table, ``regimes`` the regime comparison, ``grids`` maps a grid name
     to its ``evaluate_grid`` NetCDF (for :func:`informative_std_ratio`); missing files are skipped
     (so a partial run still gives a summary); ``config`` holds the configuration values the
@@ -306,6 +331,10 @@ def summarize(
         out["training"] = hist
     if summary_table is not None and Path(summary_table).exists():
         out["grids"] = read_summary_table(summary_table)
+    if invivo_regions is not None and Path(invivo_regions).exists():
+        regions = read_invivo_regions(invivo_regions)
+        if regions:
+            out["invivo"] = regions
     if snr_sweep is not None and Path(snr_sweep).exists():
         out["snr_sweep"] = read_snr_sweep(snr_sweep)
     if regimes is not None and Path(regimes).exists():
@@ -554,3 +583,47 @@ def latex_snr_table(sweep: Mapping[str, Any], digits: int = 3) -> str:
         lines.append(f"{key[3:]} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+#: display of the in vivo region table: parameter -> (label, factor, unit)
+REGION_TABLE_COLUMNS = {"m0s": ("$m_0^s$", 1.0, ""), "T1": ("$T_1$", 1.0, "s"), "T2f": ("$T_2^f$", 1e3, "ms")}
+
+
+def latex_region_table(summary: Mapping[str, Any], digits: int = 3, reference: str = "nlls") -> str:
+    r"""LaTeX table of the in vivo tissue regions (``summary["invivo"]``): per region and estimator
+    mean $\pm$ SD and the paired difference to ``reference`` $\pm$ its standard error for m0s, T1
+    and T2f, and the number of negative m0s estimates; a sentence when the section is missing.
+    """
+    inv = summary.get("invivo")
+    regions = [r for r in (inv or {}) if r != "mask"]
+    if not regions:
+        return "In vivo region statistics were not computed in this run.\n"
+    cols = REGION_TABLE_COLUMNS
+    lines = [r"\begin{tabular}{ll" + "cc" * len(cols) + "c}", r"\hline",
+             r"region ($n$) & estimator & " + " & ".join(
+                 rf"\multicolumn{{2}}{{c}}{{{lab}{(' (' + u + ')') if u else ''}}}" for lab, _, u in cols.values()) + r" & $m_0^s<0$ \\",
+             " & & " + " & ".join(r"mean $\pm$ SD & $-$NLLS $\pm$ SE" for _ in cols) + r" & \\", r"\hline"]
+    for region in regions:
+        reg = inv[region]
+        ests = [e for e in reg if e != "n"]
+        for i, est in enumerate(ests):
+            cells = [f"{latex_escape(region)} ({format_value(int(reg['n']))})" if i == 0 else "", latex_escape(est_label(est))]
+            for p, (_, factor, _) in cols.items():
+                st = reg[est].get(p, {})
+
+                def val(key: str, st: Mapping[str, Any] = st, factor: float = factor) -> str:
+                    v = st.get(key)
+                    return format_value(None if v is None else float(v) * factor, digits)
+
+                cells.append(rf"{val('mean')} $\pm$ {val('sd')}")
+                cells.append("--" if est == reference else rf"{val('difference')} $\pm$ {val('difference_se')}")
+            cells.append(format_value(reg[est].get("negative_m0s")))
+            lines.append(" & ".join(cells) + r" \\")
+        lines.append(r"\hline")
+    lines.append(r"\end{tabular}")
+    return "\n".join(lines) + "\n"
+
+
+def est_label(name: str) -> str:
+    """Short estimator label for tables."""
+    return {"nlls": "NLLS", "mse": "MSE", "crb": "CRB", "bias_reduced": "bias-reduced"}.get(name, name)

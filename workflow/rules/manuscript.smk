@@ -18,6 +18,7 @@ rule summarize:
         regimes="results/compare_regimes/sqrt_crb.json",
         grids=[f"results/evaluate_grid/{g}.nc" for g in MANUSCRIPT_GRIDS],
         sequence="resources/sequence.h5",
+        invivo_regions=invivo_regions_json,
     output:
         summary="results/summary.json",
     log:
@@ -45,6 +46,7 @@ rule write_macros:
         numbers="results/manuscript/numbers.tex",
         grid_figures="results/manuscript/grid_figures.tex",
         priors="results/manuscript/priors.tex",
+        regions="results/manuscript/invivo_regions.tex",
         snr_table="results/manuscript/snr_table.tex",
     log:
         "results/logs/write_macros/main.log",
@@ -74,6 +76,7 @@ rule build_manuscript:
         numbers="results/manuscript/numbers.tex",
         grid_figures="results/manuscript/grid_figures.tex",
         priors="results/manuscript/priors.tex",
+        regions="results/manuscript/invivo_regions.tex",
         snr_table="results/manuscript/snr_table.tex",
         table="results/figures/summary_table.tex",
         figures=manuscript_figures,

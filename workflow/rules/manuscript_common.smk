@@ -83,6 +83,15 @@ def summary_config(wildcards=None):
     }
 
 
+def invivo_regions_json(wildcards=None):
+    """The in vivo region statistics (summary.json section invivo) when the images stage maps the
+    in vivo slice with NLLS; nothing otherwise."""
+    images = config.get("images", {})
+    if "invivo" in images.get("images", []) and "nlls" in images.get("estimators", []):
+        return ["results/images/invivo/regions.json"]
+    return []
+
+
 def manuscript_figures(wildcards=None):
     """The figure PDFs the manuscript includes (all workflow outputs)."""
     figs = [

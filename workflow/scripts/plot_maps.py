@@ -1,8 +1,12 @@
-"""Map figures of one image: estimates, truth/errors or differences from NLLS, residuals (rule plot_maps)."""
+"""Map figures of one image: estimates, truth/errors or differences from NLLS, residuals (rule plot_maps).
+
+In vivo (no truth): the tissue regions of ``images.tissue`` (crbnn.images.tissue_regions on the
+NLLS maps) are outlined.
+"""
 
 from pathlib import Path
 
-from crbnn.images import ESTIMATED, read_maps
+from crbnn.images import ESTIMATED, read_coefficient_image, read_maps, tissue_regions
 from crbnn.io import read_nifti
 from crbnn.logging_utils import setup_logging
 from crbnn.plots import save_figure, set_style
@@ -17,7 +21,13 @@ def main(snakemake):
     truth = None
     if "truth" in snakemake.input.keys():
         truth = {Path(p).name.removesuffix(".nii.gz"): read_nifti(p)[0] for p in snakemake.input.truth}
-    fig = plot_map_panels({e: m for e, m in maps.items()}, truth)
+    regions = None
+    if truth is None and "nlls" in maps:
+        image = read_coefficient_image(snakemake.input.coefficients, snakemake.input.mask)
+        spec = snakemake.params.tissue
+        nlls = read_maps(folder / "nlls", sorted({p for rule in spec["regions"].values() for p in rule}))
+        regions = tissue_regions(nlls, image.mask, spec["regions"], spec["filter_size"], spec["erode"])
+    fig = plot_map_panels({e: m for e, m in maps.items()}, truth, regions=regions)
     save_figure(fig, snakemake.output.maps, dpi=snakemake.params.dpi)
     fig = plot_residual_maps({e: m["residual"] for e, m in maps.items()})
     save_figure(fig, snakemake.output.residual, dpi=snakemake.params.dpi)

@@ -1,13 +1,25 @@
 """Region statistics of the maps of one image as CSV and JSON (rule summarize_image_regions).
 
 Phantoms: per labelled region (vials, water; WM, GM, CSF) mean, SD, error against the truth and
-error / standard error per estimator.  In vivo: the configured boxes plus whole-mask percentiles.
+error / standard error per estimator.  In vivo: the tissue regions of ``images.tissue``
+(thresholds of the median-filtered NLLS maps, crbnn.images.tissue_regions) and the configured boxes,
+with mean, SD and the paired difference to NLLS with its standard error (negative m0s counted),
+plus whole-mask percentiles.
 """
 
 import json
 from pathlib import Path
 
-from crbnn.images import ESTIMATED, box_regions, percentile_stats, read_coefficient_image, read_maps, region_stats
+from crbnn.images import (
+    ESTIMATED,
+    box_regions,
+    percentile_stats,
+    read_coefficient_image,
+    read_maps,
+    reference_differences,
+    region_stats,
+    tissue_regions,
+)
 from crbnn.io import atomic_write, read_nifti, write_json
 from crbnn.logging_utils import setup_logging
 
@@ -23,8 +35,16 @@ def main(snakemake):
         names = json.loads(Path(snakemake.input.regions).read_text())["regions"]
         regions = {name: labels == int(k) for k, name in names.items()}
         truth = {Path(p).name.removesuffix(".nii.gz"): read_nifti(p)[0] for p in snakemake.input.truth}
-    else:
+    differences = []
+    tissue_sizes = {}
+    if truth is None:
         regions = box_regions(image.shape, snakemake.params.boxes, image.mask)
+        if "nlls" in maps:
+            spec = snakemake.params.tissue
+            tissue = tissue_regions(maps["nlls"], image.mask, spec["regions"], spec["filter_size"], spec["erode"])
+            tissue_sizes = {k: int(v.sum()) for k, v in tissue.items()}
+            regions = {**tissue, **{f"box_{k}": v for k, v in regions.items()}}
+            differences = reference_differences(maps, {**regions, "mask": image.mask})
     rows = region_stats(maps, regions, truth)
     rows += percentile_stats(maps, image.mask, snakemake.params.percentiles, [*ESTIMATED, "residual"])
     import pandas as pd
@@ -32,7 +52,11 @@ def main(snakemake):
     df = pd.DataFrame(rows)
     with atomic_write(snakemake.output.csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    write_json(snakemake.output.json, {"image": snakemake.wildcards.image, "rows": json.loads(df.to_json(orient="records"))})
+    out = {"image": snakemake.wildcards.image, "rows": json.loads(df.to_json(orient="records"))}
+    if differences:
+        out["tissue_regions"] = {"rule": snakemake.params.tissue, "n_voxels": tissue_sizes}
+        out["differences"] = json.loads(pd.DataFrame(differences).to_json(orient="records"))
+    write_json(snakemake.output.json, out)
     log.info("%s: %d rows of region statistics", snakemake.wildcards.image, len(df))
 
 

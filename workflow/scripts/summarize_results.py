@@ -16,6 +16,7 @@ def main(snakemake):
         histories=dict(zip(losses, snakemake.input.histories)),
         summary_table=snakemake.input.table,
         config=config,
+        invivo_regions=snakemake.input.invivo_regions[0] if snakemake.input.invivo_regions else None,
         snr_sweep=snakemake.input.sweep,
         regimes=snakemake.input.regimes,
         grids=dict(zip(snakemake.params.grids, snakemake.input.grids)),

@@ -4,7 +4,7 @@ import json
 
 from crbnn.io import atomic_write
 from crbnn.logging_utils import setup_logging
-from crbnn.summary import latex_grid_figures, latex_macros, latex_prior_table, latex_snr_table
+from crbnn.summary import latex_grid_figures, latex_macros, latex_prior_table, latex_region_table, latex_snr_table
 
 
 def main(snakemake):
@@ -19,6 +19,8 @@ def main(snakemake):
         tmp.write_text(latex_grid_figures(p.grids, p.quantities))
     with atomic_write(snakemake.output.priors) as tmp:
         tmp.write_text(latex_prior_table(summary["config"].get("priors", {}), digits=p.digits))
+    with atomic_write(snakemake.output.regions) as tmp:
+        tmp.write_text(latex_region_table(summary, digits=p.digits))
     with atomic_write(snakemake.output.snr_table) as tmp:
         tmp.write_text(latex_snr_table(summary.get("snr_sweep", {}), digits=p.digits))
     log.info("%d macros", text.count(r"\newcommand"))
