@@ -76,7 +76,7 @@ CONFIG ?= config/config.yaml
 WALL ?=
 reference-record: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make reference-record RUN=<run dir> [CONFIG='config/config.yaml ...']"; exit 2; }
-	$(BIN)/python -m crbnn.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md $(if $(WALL),--wall-time $(WALL))
+	$(BIN)/python -m crbnn.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md $(if $(WALL),--wall-time $(WALL)) $(if $(BENCH),--bench $(BENCH))
 
 clean:
 	rm -rf results resources

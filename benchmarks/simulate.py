@@ -23,6 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the reference loop runs on
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--signals", type=int, default=64)
     ap.add_argument("--reference-signals", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file (crbnn.record --bench)")
     args = ap.parse_args()
     d = Path(args.data_dir) if args.data_dir else cached_inputs()
     seq = load_sequence(d / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)
@@ -104,9 +106,17 @@ def main() -> None:
     print(f"target 5000 us/signal/core: {'met' if one_min <= 5e-3 else 'missed'} ({one_min * 1e6:.0f} us)")
     torch.set_num_threads(all_threads)
     # memory stays flat with the number of signals (streamed batches)
+    rss = {}
     for n in (64, 256):
         simulate_coefficients(seq.alpha, seq.trf, seq.tr, u, table(n), ("m0s", "T1", "T2f"), nuis, r2sl, batch_size=64)
-        print(f"peak RSS after {n:4d} signals: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        rss[n] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS after {n:4d} signals: {rss[n]:.0f} MiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "name": "simulate", "signals": args.signals, "jacobian_columns": len(est) + len(nuis),
+            "crbnn_1thread_cpu_s_per_signal": one_min, "reference_cpu_s_per_signal": min(ref),
+            "ratio": min(ref) / one_min, "peak_rss_mib": {str(k): v for k, v in rss.items()},
+        }, indent=2) + "\n")
 
 
 if __name__ == "__main__":

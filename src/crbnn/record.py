@@ -151,13 +151,15 @@ def build_record(
     config_files: Sequence[PathLike] = ("config/config.yaml",),
     wall_time_s: float | None = None,
     machine: Mapping[str, Any] | None = None,
+    benchmarks: Sequence[PathLike] = (),
 ) -> dict[str, Any]:
     """The record of the finished run in ``run_dir`` (see the module docstring).
 
     ``config_files``: the configuration of the run (paths relative to ``repo`` are recorded as
     given, with their sha256).  ``wall_time_s`` overrides :func:`run_wall_time`; ``machine``
-    overrides :func:`machine_info` (tests).  Raises :class:`RecordError` without a summary or
-    benchmarks.
+    overrides :func:`machine_info` (tests).  ``benchmarks``: JSON files written by the scripts in
+    ``benchmarks/`` with ``--json`` on the same machine (recorded under their ``name``).  Raises
+    :class:`RecordError` without a summary or benchmarks.
     """
     run = Path(run_dir)
     summary_path = run / "results" / "summary.json"
@@ -195,6 +197,8 @@ def build_record(
             for est, v in summary.get("snr_sweep", {}).items()
         },
         "nlls_efficiency": summary.get("nlls_efficiency", {}),
+        "invivo": summary.get("invivo", {}),
+        "benchmark_scripts": {json.loads(Path(b).read_text())["name"]: json.loads(Path(b).read_text()) for b in benchmarks},
         "wall_time_s": wall,
         "n_jobs": len(jobs),
         "rules": rule_totals(jobs),
@@ -282,6 +286,14 @@ def render_block(record: Mapping[str, Any]) -> str:
                   "| SNR | " + " | ".join(label.get(e, e) for e in order) + " |", "|---" * (len(order) + 1) + "|"]
         lines += [f"| {k[3:]} | " + " | ".join(_g(sweep[e][k]) if k in sweep[e] else "-" for e in order) + " |" for k in snrs]
         lines.append("")
+    sim = record.get("benchmark_scripts", {}).get("simulate")
+    if sim:
+        lines.append(
+            f"* Simulator (`benchmarks/simulate.py`, {sim['jacobian_columns']}-column Jacobian, 1 thread, CPU time): "
+            f"**{sim['crbnn_1thread_cpu_s_per_signal'] * 1e3:.2f} ms** per signal; the plain per-pulse scipy loop "
+            f"(signal only) {sim['reference_cpu_s_per_signal'] * 1e3:.1f} ms, ratio {sim['ratio']:.1f}; peak memory "
+            + ", ".join(f"{v:.0f} MiB after {k} signals" for k, v in sim["peak_rss_mib"].items()) + "."
+        )
     if record.get("wall_time_s") is not None:
         lines.append(
             f"* Run time: **{fmt_duration(record['wall_time_s'])}** for the whole workflow "
@@ -335,8 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RECORD)
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--wall-time", type=float, default=None, help="wall time in s (default: from the run's log)")
+    ap.add_argument("--bench", nargs="*", default=[], help="JSON files of benchmarks/*.py --json (same machine)")
     a = ap.parse_args(argv)
-    record = build_record(a.run, a.repo, a.config, wall_time_s=a.wall_time)
+    record = build_record(a.run, a.repo, a.config, wall_time_s=a.wall_time, benchmarks=a.bench)
     write_json(a.out, record)
     text = update_readme(a.readme.read_text(), record)
     with atomic_write(a.readme) as tmp:
