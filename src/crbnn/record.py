@@ -286,6 +286,12 @@ def render_block(record: Mapping[str, Any]) -> str:
                   "| SNR | " + " | ".join(label.get(e, e) for e in order) + " |", "|---" * (len(order) + 1) + "|"]
         lines += [f"| {k[3:]} | " + " | ".join(_g(sweep[e][k]) if k in sweep[e] else "-" for e in order) + " |" for k in snrs]
         lines.append("")
+    invivo = record.get("jobs", {}).get("fit_image_nlls/invivo")
+    if invivo:
+        lines.append(
+            f"* NLLS of the in vivo slice (`fit_image_nlls`, every mask voxel, with sqrt(CRB) and residual maps): "
+            f"**{fmt_duration(invivo['s'])}** on {m.get('cpu_count', '?')} cores."
+        )
     sim = record.get("benchmark_scripts", {}).get("simulate")
     if sim:
         lines.append(
