@@ -52,7 +52,9 @@ def main(snakemake):
             sys.exit(1)
         write_history(history, snakemake.output.history)
         save_model(model, snakemake.output.model)
-    log.info("wrote %s: final validation CRB-normalized loss %.4g", snakemake.output.model,
+    sel = model.meta.get("selected_epoch", len(history))
+    log.info("wrote %s: the weight average of epoch %d (lowest validation loss), validation CRB-normalized "
+             "loss %.4g (last epoch %.4g)", snakemake.output.model, sel, history[sel - 1]["val_crb_mean"],
              history[-1]["val_crb_mean"])
 
 
