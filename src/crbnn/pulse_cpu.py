@@ -15,7 +15,7 @@ scaled level X = 2^-s A (computed once by :func:`crbnn.expm_cpu.expm_cached_cpu`
 
 This is mathematically the derivative the full algorithm (Al-Mohy & Higham 2009) computes, at
 about a fifth of its floating-point work for the 7 directions of the paper model.  The generators
-and directions have the sparsity pattern of the Hamiltonian of physics.md section 2 (15 entries);
+and directions have the sparsity pattern of the Hamiltonian of docs/physics.md section 2 (15 entries);
 directions are built inside the kernel from per-signal coefficients of the elementary directions
 (see :func:`pulse_directional_cpu`), so no [S, N, 6, K, 6] tensor is ever formed.
 """
