@@ -26,7 +26,7 @@ help:
 	@echo "                 (as root with apt-get and no latexmk: installs TeX Live first)"
 	@echo "make test        install (.venv) and run the whole test suite (pytest)"
 	@echo "make lint        snakefmt --check and snakemake --lint"
-	@echo "make dryrun      dry runs of the default, test and paper configs"
+	@echo "make dryrun      dry runs of the default, test and paper configs and the nine-unknown overlay"
 	@echo "make tex         apt-get install the TeX Live packages of the manuscript (root, Debian/Ubuntu)"
 	@echo "make reference-record RUN=<dir>  write docs/reference-run.json from a finished run and"
 	@echo "                 rewrite the README block generated from it"
@@ -67,6 +67,7 @@ dryrun: $(STAMP)
 	$(BIN)/snakemake -n --quiet rules
 	$(BIN)/snakemake -n --quiet rules --configfile config/test.yaml
 	$(BIN)/snakemake -n --quiet rules --configfile config/paper.yaml
+	$(BIN)/snakemake -n --quiet rules --configfile config/config.yaml config/full-nuisance.yaml
 
 # docs/reference-run.json from a finished run and the README block generated from it.
 # RUN: the run folder (holds results/ and .snakemake/log); CONFIG: its config files; WALL: the
