@@ -12,8 +12,9 @@ subsampling, :func:`select_voxels`, to keep per-voxel physics affordable).
 
 Maps per estimator (``results/images/<image>/<estimator>/<map>.nii.gz``):
 
-* ``m0s`` (1), ``T1`` (s), ``T2f`` (s): the estimates; NLLS also ``Rex`` (1/s), ``T2s`` (s),
-  ``omega0`` (rad/s), ``B1`` (1), ``M0_abs`` (a.u., the data's units) and ``M0_phase`` (rad).
+* ``m0s`` (1), ``T1`` (s), ``T2f`` (s): the estimates; NLLS also its other fitted parameters
+  (``omega0`` (rad/s) and ``B1`` (1) in the paper's regime; ``Rex`` (1/s), ``T2s`` (s) where they are
+  unknown), ``M0_abs`` (a.u., the data's units) and ``M0_phase`` (rad).
 * ``sqrt_crb_<p>`` for p in m0s, T1, T2f (same units as p): the square root of the Cramer-Rao bound
   at the estimate, with the regime's nuisance parameters unknown (the NLLS fit list, or the network's
   ``meta["nuisance"]``; default complex M0, omega0 and B1, with Rex and T2s known), noise
