@@ -93,7 +93,7 @@ def bootstrap_statistics(
     for name in SWEEP_STATISTICS:
         x = per[name]
         value = _aggregate(name, x, axis=0)
-        boot = np.stack([_aggregate(name, x[i], axis=0) for i in idx]) if n_boot > 0 else value[None]
+        boot = _aggregate(name, x[idx], axis=1) if n_boot > 0 else value[None]  # [n_boot, P]
         tail = (100 - INTERVAL_PERCENT) / 2
         out[name] = (value, np.nanpercentile(boot, tail, axis=0), np.nanpercentile(boot, 100 - tail, axis=0))
     return out

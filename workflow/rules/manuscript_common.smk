@@ -37,6 +37,7 @@ def warn_pdf_skipped(log=None):
 def summary_config(wildcards=None):
     """The configuration values that the manuscript quotes (results/summary.json, section config)."""
     tables = config["simulate"]["tables"]
+    known = known_tissue_values()
     return {
         "sequence_source": config["sequence"]["source"],
         "basis_source": config["basis"]["source"],
@@ -66,11 +67,11 @@ def summary_config(wildcards=None):
         "nlls_grid_realizations": config["nlls"]["grid_realizations"],
         "test_realizations": config["train"]["test"]["realizations"],
         "priors": config["priors"]["parameters"],
-        "known": known_tissue_values(),
+        "known": known,
         "regime": regime_description(
             config["model"]["estimated"],
             config["model"]["nuisance"],
-            known_tissue_values(),
+            known,
         ),
         "ema_decay": config["train"]["optimizer"]["ema_decay"],
         "snr_sweep_snrs": config["evaluate"]["snr_sweep"]["snrs"],
