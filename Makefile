@@ -14,7 +14,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
 INSTALL_TEX ?= auto
-# Debian/Ubuntu packages for the manuscript (the same list as crbnn.manuscript.TEXLIVE_PACKAGES)
+# Debian/Ubuntu packages for the manuscript (the same list as crbnn.report.manuscript.TEXLIVE_PACKAGES)
 TEXLIVE_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
 
 .PHONY: all reproduce test lint dryrun install clean help tex tex-if-missing reference-record
@@ -77,7 +77,7 @@ CONFIG ?= config/config.yaml
 WALL ?=
 reference-record: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make reference-record RUN=<run dir> [CONFIG='config/config.yaml ...']"; exit 2; }
-	$(BIN)/python -m crbnn.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md $(if $(WALL),--wall-time $(WALL)) $(if $(BENCH),--bench $(BENCH))
+	$(BIN)/python -m crbnn.report.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md $(if $(WALL),--wall-time $(WALL)) $(if $(BENCH),--bench $(BENCH))
 
 clean:
 	rm -rf results resources

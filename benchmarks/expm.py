@@ -1,4 +1,4 @@
-"""Benchmark: batched 6x6 expm + Frechet derivatives, torch (crbnn.expm) vs numba (crbnn.expm_cpu).
+"""Benchmark: batched 6x6 expm + Frechet derivatives, torch (crbnn.physics.expm) vs numba (crbnn.physics.expm_cpu).
 
 Affine generators (zero last row) with 1-norms log-uniform in [1, 20] (physics: typically 5-7),
 B matrices, K directions.  Prints microseconds per matrix (best of --repeat wall-clock runs) for
@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from crbnn.expm import expm_frechet
-from crbnn.expm_cpu import expm_frechet_cpu
+from crbnn.physics.expm import expm_frechet
+from crbnn.physics.expm_cpu import expm_frechet_cpu
 
 
 def generators(bsz: int, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crbnn.basis import load_basis
-from crbnn.physics import PAPER_PARAMETERS, simulate, simulate_paper
-from crbnn.sequence import load_sequence
-from crbnn.simulation import simulate_coefficients
+from crbnn.common.parameters import PAPER_PARAMETERS
+from crbnn.data.basis import load_basis
+from crbnn.data.sequence import load_sequence
+from crbnn.data.simulate import simulate_coefficients
+from crbnn.physics.signal import simulate, simulate_paper
 
 ORACLE_FIRST = -0.355900208848632
 ORACLE_LAST = 0.3750841419498616

@@ -1,10 +1,10 @@
 """Benchmark: time per voxel of the NLLS reference vs network inference (target: >= 1000x faster).
 
 Simulates ``--voxels`` noisy signals (|M0| = 0.5, sigma = 0.01, random phase) at random tissue
-parameters inside the default priors, fits them with crbnn.nlls.fit_nlls (dictionary start, default
+parameters inside the default priors, fits them with crbnn.estimate.nlls.fit_nlls (dictionary start, default
 settings of config/config.yaml) and times a network's ``predict`` on many more voxels.  Prints both
 times per voxel, their ratio and the NLLS accuracy.  Uses the public inputs of
-crbnn.inputs.cached_inputs() (or --data) and a trained network if --model is given (else an untrained default-size network).
+crbnn.data.inputs.cached_inputs() (or --data) and a trained network if --model is given (else an untrained default-size network).
 
     .venv/bin/python benchmarks/nlls.py --voxels 32 --threads 1
 """
@@ -19,10 +19,10 @@ import numpy as np
 import scipy.io
 import torch
 
-from crbnn.evaluation import noisy_coefficients
-from crbnn.inputs import cached_inputs
-from crbnn.nlls import PaperModel, bounds_from_priors, dictionary_axes, fit_nlls
-from crbnn.sequence import load_sequence
+from crbnn.data.inputs import cached_inputs
+from crbnn.data.sequence import load_sequence
+from crbnn.estimate.nlls import PaperModel, bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.evaluate.grid import noisy_coefficients
 
 PRIORS = {"m0s": {"low": 0.0, "high": 0.35}, "T1": {"low": 0.4, "high": 2.5}, "T2f": {"low": 0.02, "high": 0.25},
           "Rex": {"low": 2.0, "high": 30.0}, "T2s": {"low": 5e-6, "high": 2.1e-5},
@@ -38,11 +38,11 @@ def main() -> None:
     ap.add_argument("--net-voxels", type=int, default=100_000, help="network voxels (default 1e5)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", type=Path, default=None, help="results/train_network/<loss>/model.pt")
-    ap.add_argument("--data", type=Path, default=None, help="folder with the public inputs (default: crbnn.inputs.cached_inputs())")
+    ap.add_argument("--data", type=Path, default=None, help="folder with the public inputs (default: crbnn.data.inputs.cached_inputs())")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (NLLS model evaluations and LM algebra)")
     ap.add_argument("--batch-size", type=int, default=512, help="voxels per LM chunk")
-    ap.add_argument("--r2sl", type=Path, default=None, help="resources/r2sl.h5 (default: crbnn.r2sl.default_table())")
+    ap.add_argument("--r2sl", type=Path, default=None, help="resources/r2sl.h5 (default: crbnn.physics.r2sl.default_table())")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data = a.data if a.data is not None else cached_inputs()
@@ -55,7 +55,7 @@ def main() -> None:
                              rng.uniform(0.7, 1.2, n)])
     g, _ = PaperModel(seq, u, device=a.device)(torch.as_tensor(truth), jacobian=False)
     y = noisy_coefficients(g.cpu().numpy(), 1, 0.5, 0.01, seed=a.seed + 1)[0][:, 0]
-    from crbnn.r2sl import R2slTable
+    from crbnn.physics.r2sl import R2slTable
 
     r2sl = R2slTable.load(a.r2sl) if a.r2sl is not None else None
     res = fit_nlls(y, seq, u, bounds=bounds_from_priors(PRIORS, seq.tr), nominal=NOMINAL, r2sl=r2sl,
@@ -67,12 +67,12 @@ def main() -> None:
           f"median relative error m0s/T1/T2f {np.round(np.median(rel, 0), 3).tolist()}")
 
     if a.model is not None:
-        from crbnn.training import load_model, predict
+        from crbnn.learn.model_file import load_model, predict
 
         net = load_model(a.model)
     else:
-        from crbnn.nets import EstimatorNet
-        from crbnn.training import predict
+        from crbnn.learn.model_file import predict
+        from crbnn.learn.nets import EstimatorNet
 
         net = EstimatorNet([26, 128, 256, 256, 256, 128, 64, 3]).eval()
         net.meta = {"normalization": "l2"}

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from crbnn.basis import load_basis
-from crbnn.images import read_coefficient_image
-from crbnn.nlls import bounds_from_priors, dictionary_axes, fit_nlls
-from crbnn.r2sl import R2slTable
-from crbnn.sequence import load_sequence
-from crbnn.training import load_model, predict
+from crbnn.data.basis import load_basis
+from crbnn.data.sequence import load_sequence
+from crbnn.estimate.nlls import bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.images.maps import read_coefficient_image
+from crbnn.learn.model_file import load_model, predict
+from crbnn.physics.r2sl import R2slTable
 
 
 def main() -> None:

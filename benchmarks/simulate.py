@@ -11,7 +11,7 @@ flat: signals are streamed in batches).
 
     python benchmarks/simulate.py [--data-dir DIR] [--signals 64] [--repeats 3]
 
-Without --data-dir the public inputs come from crbnn.inputs.cached_inputs ($CRBNN_DATA_DIR, else
+Without --data-dir the public inputs come from crbnn.data.inputs.cached_inputs ($CRBNN_DATA_DIR, else
 the user cache, filled once from the pinned URLs or $CRBNN_MIRROR_URL).
 """
 
@@ -31,13 +31,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from crbnn.basis import load_basis  # noqa: E402
-from crbnn.inputs import cached_inputs  # noqa: E402
-from crbnn.physics import PAPER_PARAMETERS  # noqa: E402
-from crbnn.r2sl import default_table  # noqa: E402
-from crbnn.reference import steady_state_signal  # noqa: E402
-from crbnn.sequence import load_sequence  # noqa: E402
-from crbnn.simulation import simulate_coefficients  # noqa: E402
+from crbnn.common.parameters import PAPER_PARAMETERS  # noqa: E402
+from crbnn.data.basis import load_basis  # noqa: E402
+from crbnn.data.inputs import cached_inputs  # noqa: E402
+from crbnn.data.sequence import load_sequence  # noqa: E402
+from crbnn.data.simulate import simulate_coefficients  # noqa: E402
+from crbnn.physics.r2sl import default_table  # noqa: E402
+from crbnn.physics.reference import steady_state_signal  # noqa: E402
 
 
 def table(n: int, seed: int = 0) -> np.ndarray:
@@ -50,11 +50,11 @@ def table(n: int, seed: int = 0) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", default=None, help="folder with the public inputs (default: crbnn.inputs.cached_inputs())")
+    ap.add_argument("--data-dir", default=None, help="folder with the public inputs (default: crbnn.data.inputs.cached_inputs())")
     ap.add_argument("--signals", type=int, default=64)
     ap.add_argument("--reference-signals", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file (crbnn.record --bench)")
+    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file (crbnn.report.record --bench)")
     args = ap.parse_args()
     d = Path(args.data_dir) if args.data_dir else cached_inputs()
     seq = load_sequence(d / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)

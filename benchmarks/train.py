@@ -1,6 +1,6 @@
 """Training throughput (signals per second) of the network presets on this machine's CPU and GPU.
 
-Runs one short epoch of the real training loop (`crbnn.training.train_network`: noise drawing,
+Runs one short epoch of the real training loop (`crbnn.learn.loop.train_network`: noise drawing,
 normalization, forward, loss, backward, Adam step) on synthetic coefficients with R = 13 and prints a
 table.  Usage::
 
@@ -19,8 +19,10 @@ import time
 
 import torch
 
-from crbnn.nets import build_network, count_weights
-from crbnn.training import TrainingData, TrainSettings, train_network
+from crbnn.learn.data import TrainingData
+from crbnn.learn.loop import train_network
+from crbnn.learn.nets import build_network, count_weights
+from crbnn.learn.settings import TrainSettings
 
 
 def synthetic(n: int, rank: int = 13, seed: int = 0) -> TrainingData:

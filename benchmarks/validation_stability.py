@@ -11,7 +11,7 @@ four ways:
 * ``median``: the median, over samples, of the per-sample error/CRB (robust to a few signals with
   tiny CRB);
 * ``ema``: eval mode of an exponential moving average of the weights (``--ema-decay`` per step,
-  crbnn.training.averaged_model, with warm-up), BatchNorm running statistics averaged alike;
+  crbnn.learn.loop.averaged_model, with warm-up), BatchNorm running statistics averaged alike;
 * ``grad_norm_median`` / ``grad_norm_max``: the gradient's global L2 norm over the epoch's steps
   (before clipping with ``--grad-clip``).
 
@@ -32,9 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crbnn.losses import compute_loss, crb_normalized_errors
-from crbnn.training import (TrainSettings, averaged_model, derive_seed, draw_noisy, init_model,
-                            make_validation_set, normalize_inputs, read_training_data, recalibrate_batchnorm)
+from crbnn.common.seeds import derive_seed
+from crbnn.learn.data import draw_noisy, make_validation_set, normalize_inputs, read_training_data
+from crbnn.learn.loop import averaged_model, init_model, recalibrate_batchnorm
+from crbnn.learn.losses import compute_loss, crb_normalized_errors
+from crbnn.learn.settings import TrainSettings
 
 
 def _val(model, val, mode: str) -> tuple[float, float]:

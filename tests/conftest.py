@@ -1,6 +1,6 @@
 """Shared fixtures: the public inputs and the public pulse train.
 
-The inputs come the way the workflow gets them (``crbnn.inputs.cached_inputs``): the folder
+The inputs come the way the workflow gets them (``crbnn.data.inputs.cached_inputs``): the folder
 ``$CRBNN_DATA_DIR`` when set (CI, offline machines), otherwise a user cache (``$CRBNN_CACHE_DIR``
 or ``~/.cache/crbnn``, sub-folder ``inputs``) filled once from the pinned URLs or from the mirror
 ``$CRBNN_MIRROR_URL``, sha256-checked.
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.inputs import InputError, cached_inputs
+from crbnn.data.inputs import InputError, cached_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Every bad input stops with a clear error at the first moment it can be known (issue 13).
 
-One table per kind of input: the config (through the real ``crbnn.config_checks.validate_config``
+One table per kind of input: the config (through the real ``crbnn.config.checks.validate_config``
 that ``workflow/rules/common.smk`` calls, plus a few real ``snakemake -n`` runs), pulse-train files,
 the build_sequence script, and ``crbnn infer`` (models, images, bases, arguments, output folders).
 Each case asserts the exit status or exception, that the message names the offending key, file or
@@ -24,17 +24,20 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-from crbnn.basis import Basis
-from crbnn.cli import main
-from crbnn.config_checks import ConfigError, validate_config
-from crbnn.interrupt import Interrupted, stop_on_signals
-from crbnn.io import write_h5, write_nifti
-from crbnn.logging_utils import ScriptArgs
-from crbnn.nets import EstimatorNet
-from crbnn.sequence import Sequence, SequenceError, load_sequence, save_sequence
-from crbnn.training import TrainSettings, read_training_data, save_model, train_network
 from workflow_helpers import REPO, run_snakemake
+
+from crbnn.common.interrupt import Interrupted, stop_on_signals
+from crbnn.common.io import write_h5, write_nifti
+from crbnn.common.logs import ScriptArgs
+from crbnn.config.checks import ConfigError, validate_config
+from crbnn.data.basis import Basis
+from crbnn.data.sequence import Sequence, SequenceError, load_sequence, save_sequence
+from crbnn.images.cli import main
+from crbnn.learn.data import read_training_data
+from crbnn.learn.loop import train_network
+from crbnn.learn.model_file import save_model
+from crbnn.learn.nets import EstimatorNet
+from crbnn.learn.settings import TrainSettings
 
 torch.set_num_threads(1)
 SCHEMAS = REPO / "workflow" / "schemas"
@@ -437,7 +440,7 @@ def test_sigterm_writes_checkpoint_and_resume_equals_uninterrupted(tmp_path: Pat
 
     def signal_after_2(epoch: int) -> None:
         if epoch == 2:
-            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled by crbnn.interrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled by crbnn.common.interrupt
 
     with stop_on_signals() as stop, pytest.raises(Interrupted, match=r"after epoch 3/4.*rerun to resume"):
         train_network(train, val, s, "mse", checkpoint_dir=ckpt, on_epoch_end=signal_after_2, should_stop=stop)

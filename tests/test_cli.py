@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.basis import Basis
-from crbnn.cli import main
-from crbnn.io import read_nifti, write_h5, write_nifti
-from crbnn.nets import EstimatorNet
-from crbnn.training import save_model
+from crbnn.common.io import read_nifti, write_h5, write_nifti
+from crbnn.data.basis import Basis
+from crbnn.images.cli import main
+from crbnn.learn.model_file import save_model
+from crbnn.learn.nets import EstimatorNet
 
 torch.set_num_threads(1)
 R = 3

@@ -9,7 +9,6 @@ import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-
 from workflow_helpers import REPO, run_snakemake
 
 SCHEMAS = REPO / "workflow" / "schemas"

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from crbnn.crb import crb
+from crbnn.physics.crb import crb
 
 
 def test_linear_gaussian_real():

@@ -51,8 +51,8 @@ def test_every_conda_directive_names_an_existing_env() -> None:
 
 
 def test_tectonic_pinned_once() -> None:
-    """envs/manuscript.yaml brings the tectonic that crbnn.manuscript names in its install hint."""
-    from crbnn.manuscript import TECTONIC_SPEC
+    """envs/manuscript.yaml brings the tectonic that crbnn.report.manuscript names in its install hint."""
+    from crbnn.report.manuscript import TECTONIC_SPEC
 
     env = yaml.safe_load((REPO / "envs" / "manuscript.yaml").read_text())
     assert TECTONIC_SPEC in _specs(env["dependencies"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from crbnn.evaluation import (
+from crbnn.evaluate.grid import (
     EstimatorSpec,
     evaluate_grid,
     noisy_coefficients,
@@ -101,8 +101,8 @@ def test_figures_render_deterministically(tmp_path):
     """Every evaluation figure renders from small synthetic data; PNG and PDF bytes are reproducible."""
     import pandas as pd
 
-    from crbnn.evaluation import normalized_test_errors
-    from crbnn.plots import plot_error_distribution, plot_grid_maps, plot_learning_curves, save_figure, set_style
+    from crbnn.evaluate.test_set import normalized_test_errors
+    from crbnn.report.plots import plot_error_distribution, plot_grid_maps, plot_learning_curves, save_figure, set_style
 
     c, params, crb, ax, B = _linear_grid()
     pinv = np.linalg.inv(np.real(B.conj().T @ B))

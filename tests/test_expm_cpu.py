@@ -1,4 +1,4 @@
-"""The numba CPU kernel crbnn.expm_cpu.expm_frechet_cpu agrees with crbnn.expm.expm_frechet and scipy."""
+"""The numba CPU kernel crbnn.physics.expm_cpu.expm_frechet_cpu agrees with crbnn.physics.expm.expm_frechet and scipy."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import scipy.linalg
 import torch
 
-import crbnn.physics as physics
-from crbnn.expm import expm_frechet
-from crbnn.expm_cpu import BLOCK, expm_frechet_cpu
+import crbnn.physics.signal as physics
+from crbnn.physics.expm import expm_frechet
+from crbnn.physics.expm_cpu import BLOCK, expm_frechet_cpu
 
 F64 = torch.float64
 TOL = 1e-13
@@ -33,7 +33,7 @@ def generators(bsz: int, k: int, lo: float = 0.1, hi: float = 20.0, seed: int = 
 
 
 def reference(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """crbnn.expm.expm_frechet on one torch thread (many tiny bmm calls are slow multi-threaded)."""
+    """crbnn.physics.expm.expm_frechet on one torch thread (many tiny bmm calls are slow multi-threaded)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.images import (ImageError, estimate_sigma, read_coefficient_image, region_stats, select_voxels,
-                          write_maps)
-from crbnn.io import read_nifti, write_nifti
+from crbnn.common.io import read_nifti, write_nifti
+from crbnn.images.maps import (
+    ImageError,
+    estimate_sigma,
+    read_coefficient_image,
+    region_stats,
+    select_voxels,
+    write_maps,
+)
 
 torch.set_num_threads(1)
 
@@ -91,11 +97,11 @@ def test_region_stats_error_against_truth():
 
 def test_nlls_recovers_noise_free_phantom(data_dir):
     """Noise-free brain phantom, 2 voxels (WM, GM): NLLS (start near the truth) within 1e-4 relative."""
-    from crbnn.basis import load_basis
-    from crbnn.images import CoefficientImage, nlls_maps
-    from crbnn.phantom import make_phantom, simulate_phantom
-    from crbnn.r2sl import default_table
-    from crbnn.sequence import load_sequence
+    from crbnn.data.basis import load_basis
+    from crbnn.data.sequence import load_sequence
+    from crbnn.images.maps import CoefficientImage, nlls_maps
+    from crbnn.images.phantom import make_phantom, simulate_phantom
+    from crbnn.physics.r2sl import default_table
 
     seq = load_sequence(data_dir / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=0.0035)
     basis = load_basis(data_dir / "basis_for_compress.mat", rank=13)
@@ -127,7 +133,7 @@ def test_nlls_recovers_noise_free_phantom(data_dir):
 def test_tissue_regions_threshold_filtered_maps_and_erode():
     """A region is the set of mask voxels whose median-filtered map lies in range: a single outlier
     voxel inside WM stays WM (its own noise does not decide), and erosion peels one voxel off."""
-    from crbnn.images import tissue_regions
+    from crbnn.images.maps import tissue_regions
 
     t1 = np.full((20, 20, 1), 0.9)
     t1[10:] = 1.5
@@ -145,7 +151,7 @@ def test_tissue_regions_threshold_filtered_maps_and_erode():
 
 
 def test_reference_differences_paired_se_and_negative_count():
-    from crbnn.images import reference_differences
+    from crbnn.images.maps import reference_differences
 
     rng = np.random.default_rng(3)
     ref = rng.uniform(0.05, 0.2, 400)
@@ -166,7 +172,7 @@ def test_map_figure_m0s_from_zero_negative_shown_and_outlines():
     import matplotlib
 
     matplotlib.use("Agg")
-    from crbnn.plots_maps import NEGATIVE_COLOR, plot_map_panels
+    from crbnn.report.map_plots import NEGATIVE_COLOR, plot_map_panels
 
     rng = np.random.default_rng(0)
     base = {"m0s": rng.uniform(0.05, 0.2, (12, 12, 1)), "T1": rng.uniform(0.8, 1.6, (12, 12, 1)),

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crbnn.basis import load_basis
-from crbnn.inputs import INPUTS, InputError, cached_inputs, fetch_input, input_url, resolve_mirror_url
-from crbnn.io import sha256_file
+from crbnn.common.io import sha256_file
+from crbnn.data.basis import load_basis
+from crbnn.data.inputs import INPUTS, InputError, cached_inputs, fetch_input, input_url, resolve_mirror_url
 
 NAME = "basis_for_compress.mat"
 

@@ -1,4 +1,4 @@
-"""One atomic writer for the project (crbnn.io.atomic_write): permissions and no leftovers."""
+"""One atomic writer for the project (crbnn.common.io.atomic_write): permissions and no leftovers."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.io import atomic_write, cache_dir
-from crbnn.nets import EstimatorNet
-from crbnn.r2sl import R2slTable
-from crbnn.training import save_model
+from crbnn.common.io import atomic_write, cache_dir
+from crbnn.learn.model_file import save_model
+from crbnn.learn.nets import EstimatorNet
+from crbnn.physics.r2sl import R2slTable
 
 
 def _mode(path: Path) -> int:
@@ -77,7 +77,7 @@ def test_failed_model_save_leaves_no_temporary(tmp_path: Path, monkeypatch: pyte
 
 
 def test_failed_r2sl_save_leaves_no_temporary(tmp_path: Path, umask_022: int) -> None:
-    """crbnn.r2sl had its own writer that left its temporary file behind on failure."""
+    """crbnn.physics.r2sl had its own writer that left its temporary file behind on failure."""
     table = R2slTable(tau=np.arange(3.0), omega=np.arange(2.0), rho=np.ones((3, 2)), grid={"h": 0.1})
     table.save(tmp_path / "ok.h5")
     assert _mode(tmp_path / "ok.h5") == umask_022

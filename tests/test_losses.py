@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.losses import bias_reduced_loss, compute_loss, crb_loss, crb_normalized_errors, mse_loss
+from crbnn.learn.losses import bias_reduced_loss, compute_loss, crb_loss, crb_normalized_errors, mse_loss
 
 torch.set_num_threads(1)
 

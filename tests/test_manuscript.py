@@ -9,9 +9,9 @@ import runpy
 from pathlib import Path
 
 import pytest
-
-from crbnn.logging_utils import ScriptArgs
 from workflow_helpers import REPO
+
+from crbnn.common.logs import ScriptArgs
 
 SCRIPTS = REPO / "workflow" / "scripts"
 PRIORS = {
@@ -91,7 +91,7 @@ def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
 def test_invivo_region_table(macros: dict[str, Path]) -> None:
     """The region table has one row per estimator, T2f in ms, differences to NLLS with their SE and
     the count of negative m0s; without an invivo section it says so instead of failing."""
-    from crbnn.summary import latex_region_table
+    from crbnn.report.latex import latex_region_table
 
     table = macros["regions"].read_text()
     rows = [ln for ln in table.splitlines() if ln.startswith(("WM", " & CRB"))]
@@ -130,7 +130,7 @@ def test_build_manuscript_without_latexmk(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_decide_pdf_modes() -> None:
-    from crbnn.manuscript import ManuscriptError, decide_pdf
+    from crbnn.report.manuscript import ManuscriptError, decide_pdf
 
     none = lambda exe: None  # noqa: E731
     every = lambda exe: f"/usr/bin/{exe}"  # noqa: E731
@@ -154,7 +154,7 @@ def test_decide_pdf_modes() -> None:
 
 
 def test_texlive_package_list_is_the_makefiles() -> None:
-    from crbnn.manuscript import TEXLIVE_PACKAGES
+    from crbnn.report.manuscript import TEXLIVE_PACKAGES
 
     make = (REPO / "Makefile").read_text()
     m = re.search(r"^TEXLIVE_PACKAGES := (.*)$", make, flags=re.M)
@@ -163,7 +163,7 @@ def test_texlive_package_list_is_the_makefiles() -> None:
 
 
 def test_engine_command_tectonic_and_latexmk() -> None:
-    from crbnn.manuscript import engine_command
+    from crbnn.report.manuscript import engine_command
 
     assert engine_command("pdflatex", "m.tex", "latexmk")[:2] == ["latexmk", "-pdf"]
     assert engine_command("tectonic", "m.tex")[0] == "tectonic"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crbnn.nets import PRESETS, EstimatorNet, build_from_architecture, build_network, count_weights, mirror_pairs
+from crbnn.learn.nets import PRESETS, EstimatorNet, build_from_architecture, build_network, count_weights, mirror_pairs
 
 torch.set_num_threads(1)
 

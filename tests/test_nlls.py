@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn import nlls
+from crbnn.estimate import nlls
 
 torch.set_num_threads(1)
 
@@ -101,19 +101,19 @@ def test_dictionary_start_picks_nearest_atom():
     assert start.tolist() == [[1.0, 0.0, 0.5]]
 
 
-physics = pytest.mark.skipif(importlib.util.find_spec("crbnn.physics") is None, reason="crbnn.physics not available")
+physics = pytest.mark.skipif(importlib.util.find_spec("crbnn.physics.signal") is None, reason="crbnn.physics.signal not available")
 
 
 @physics
 def test_noise_free_recovery_physics(tmp_path, data_dir):
     """The paper model: noise-free coefficients of two voxels are recovered to 1e-5 relative."""
-    pytest.importorskip("crbnn.basis")
-    from crbnn.physics import simulate_paper  # noqa: F401
+    pytest.importorskip("crbnn.data.basis")
+    from crbnn.physics.signal import simulate_paper  # noqa: F401
 
     data = data_dir
     import scipy.io
 
-    from crbnn.sequence import load_sequence
+    from crbnn.data.sequence import load_sequence
 
     seq = load_sequence(data / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)
     u = scipy.io.loadmat(data / "basis_for_compress.mat")["u"][:, :13].astype(np.complex128)

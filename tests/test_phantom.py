@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.phantom import Phantom, brain_labels, make_phantom, simulate_phantom, vial_labels
+from crbnn.images.phantom import Phantom, brain_labels, make_phantom, simulate_phantom, vial_labels
 
 torch.set_num_threads(1)
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.expm import expm_frechet
-from crbnn.greens import greens_superlorentzian
-from crbnn.physics import GENERAL_PARAMETERS, PAPER_PARAMETERS, _hamiltonian_entries, simulate, simulate_paper
-from crbnn.r2sl import R2slTable, _solve_rho, default_table, solve_volterra
-from crbnn.reference import steady_state_signal
+from crbnn.common.parameters import GENERAL_PARAMETERS, PAPER_PARAMETERS
+from crbnn.physics.expm import expm_frechet
+from crbnn.physics.greens import greens_superlorentzian
+from crbnn.physics.r2sl import R2slTable, _solve_rho, default_table, solve_volterra
+from crbnn.physics.reference import steady_state_signal
+from crbnn.physics.signal import _hamiltonian_entries, simulate, simulate_paper
 
 torch.set_num_threads(1)
 TR = 3.5e-3
@@ -187,9 +188,9 @@ def test_bad_pulse_train_errors(sequence):
 
 def test_torch_path_equals_compiled_cpu_path(sequence, monkeypatch):
     """The pure-torch code (used on GPUs) and the numba CPU kernels give the same signal and Jacobian."""
-    import crbnn.physics as physics
-    import crbnn.recurrence as recurrence
-    from crbnn.expm import expm_frechet as torch_expm
+    import crbnn.physics.recurrence as recurrence
+    import crbnn.physics.signal as physics
+    from crbnn.physics.expm import expm_frechet as torch_expm
 
     alpha, trf = sequence
     p = dict(M0=0.3 - 0.2j, m0s=0.12, T1=1.1, T2f=0.06, Rex=18.0, T2s=11e-6, omega0=80.0, B1=1.05)

@@ -1,4 +1,4 @@
-"""crbnn.pulse_cpu: L(A, E_k) v of the pulse generators equals the full Frechet derivative applied to v."""
+"""crbnn.physics.pulse_cpu: L(A, E_k) v of the pulse generators equals the full Frechet derivative applied to v."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn import physics
-from crbnn.expm import expm_frechet
-from crbnn.expm_cpu import BLOCK, expm_cached_cpu
-from crbnn.pulse_cpu import ELEMENTARY_CPU, pulse_directional_cpu
+from crbnn.physics import signal as physics
+from crbnn.physics.expm import expm_frechet
+from crbnn.physics.expm_cpu import BLOCK, expm_cached_cpu
+from crbnn.physics.pulse_cpu import ELEMENTARY_CPU, pulse_directional_cpu
 
 XS, ZS = 3, 4
 
@@ -80,7 +80,7 @@ def test_no_directions_and_bad_input() -> None:
 def test_block_sources_kernel_used_and_equal_to_generic(monkeypatch: pytest.MonkeyPatch) -> None:
     """The free-precession operators of the model have the block pattern, so the sources kernel that
     skips their zeros is used; it gives the numbers of the generic kernel."""
-    import crbnn.recurrence as rec
+    import crbnn.physics.recurrence as rec
 
     alpha = torch.tensor([math.pi, 0.3, 0.8, 1.2, 0.5, 0.05] * 3, dtype=torch.float64)
     trf = torch.tensor([5e-4, 3e-4, 1e-4, 4e-4, 2.5e-4, 4.5e-4] * 3, dtype=torch.float64)

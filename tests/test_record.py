@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crbnn import record as rec
+from crbnn.report import record as rec
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = {"cpu_count": 2, "cpu_model": "Test CPU", "memory_gb": 24.0, "gpu": None}

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-from crbnn.crb import crb
-from crbnn.phantom import make_phantom
-from crbnn.regime import RegimeError, check_regime, known_parameters, known_values
-from crbnn.simulation import simulate_coefficients
 from workflow_helpers import REPO
+
+from crbnn.config.regime import RegimeError, check_regime, known_parameters, known_values
+from crbnn.data.simulate import simulate_coefficients
+from crbnn.images.phantom import make_phantom
+from crbnn.physics.crb import crb
 
 torch.set_num_threads(1)
 PAPER_NUISANCE = ["M0_re", "M0_im", "omega0", "B1"]

@@ -10,7 +10,9 @@ import pytest
 import yaml
 from scipy.stats import truncnorm
 
-from crbnn.sampling import TISSUE_PARAMETERS, PriorError, derive_seed, sample_parameters
+from crbnn.common.parameters import TISSUE_PARAMETERS
+from crbnn.common.seeds import derive_seed
+from crbnn.data.priors import PriorError, sample_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 PRIORS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["priors"]
@@ -18,7 +20,7 @@ TR = 3.5e-3
 
 
 def test_same_as_physics() -> None:
-    physics = pytest.importorskip("crbnn.physics")
+    physics = pytest.importorskip("crbnn.physics.signal")
     assert TISSUE_PARAMETERS == physics.TISSUE_PARAMETERS
 
 

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from crbnn.sequence import Sequence, SequenceError, check_basis_length, load_sequence, save_sequence
+from crbnn.data.sequence import Sequence, SequenceError, check_basis_length, load_sequence, save_sequence
 
 CONTROL = "control_MT_v3p2_TR3p5ms_discretized.mat"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crbnn.snr_sweep import SweepEstimator, evaluate_snr_sweep, sweep_table
+from crbnn.evaluate.snr_sweep import SweepEstimator, evaluate_snr_sweep, sweep_table
 
 SNRS = [10.0, 35.0, 100.0]
 

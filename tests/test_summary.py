@@ -1,16 +1,16 @@
-"""crbnn.summary: aggregation of the evaluation outputs and LaTeX formatting."""
+"""crbnn.evaluate.summary: aggregation of the evaluation outputs and LaTeX formatting."""
 
 from __future__ import annotations
 
 import json
 import math
-
-import numpy as np
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from crbnn.summary import (
+from crbnn.evaluate.summary import read_history, read_summary_table, summarize
+from crbnn.report.latex import (
     HEADLINE_ALIASES,
     format_value,
     latex_escape,
@@ -18,9 +18,6 @@ from crbnn.summary import (
     latex_macros,
     latex_prior_table,
     macro_name,
-    read_history,
-    read_summary_table,
-    summarize,
 )
 
 EVAL = {
@@ -165,7 +162,7 @@ def test_latex_grid_figures_and_priors() -> None:
 
 
 def test_read_invivo_regions_keeps_tissue_regions_and_mask_counts(tmp_path: Path) -> None:
-    from crbnn.summary import read_invivo_regions, summarize
+    from crbnn.evaluate.summary import read_invivo_regions, summarize
 
     rows = [
         {"estimator": "crb", "region": "WM", "parameter": "m0s", "n": 80, "mean": 0.15, "sd": 0.02, "difference": -0.01,
@@ -187,7 +184,7 @@ def test_read_invivo_regions_keeps_tissue_regions_and_mask_counts(tmp_path: Path
     assert math.isnan(r["WM"]["crb"]["T1"]["difference_se"]) and r["mask"]["crb"] == {"negative_m0s": 12}
     assert summarize(invivo_regions=p)["invivo"] == r and "invivo" not in summarize(invivo_regions=tmp_path / "none.json")
 def test_claims_verdicts() -> None:
-    from crbnn.summary import claims
+    from crbnn.evaluate.summary import claims
 
     def sweep(c50, m50, c10, m10):
         return {"crb": {"SNR10": {"mean": {"mean_loss": c10}}, "SNR50": {"mean": {"mean_loss": c50}}},
@@ -209,7 +206,7 @@ def test_claims_verdicts() -> None:
 def test_informative_std_ratio_uses_points_with_small_crb() -> None:
     import xarray as xr
 
-    from crbnn.summary import informative_std_ratio
+    from crbnn.evaluate.summary import informative_std_ratio
 
     sqrt_crb = np.array([[[0.01, 0.2]]])  # estimator x parameter(1) x points: prior width 0.35 -> cut 0.07
     std = np.array([[[1.05, 0.3]]])
@@ -221,7 +218,7 @@ def test_informative_std_ratio_uses_points_with_small_crb() -> None:
 
 
 def test_read_snr_sweep_round_trip(tmp_path: Path) -> None:
-    from crbnn.summary import read_snr_sweep
+    from crbnn.evaluate.summary import read_snr_sweep
 
     p = tmp_path / "sweep.csv"
     p.write_text("estimator,snr,parameter,n_samples,mean_loss,mean_loss_lo\ncrb,50.0,mean,10,1.1,1.0\n")

@@ -9,19 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.training import (
-    TrainingError,
-    TrainSettings,
-    evaluate_model,
-    init_model,
-    load_model,
-    make_validation_set,
-    predict,
-    read_training_data,
-    save_model,
-    train_network,
-    validation_metrics,
-)
+from crbnn.evaluate.test_set import evaluate_model
+from crbnn.learn.data import make_validation_set, read_training_data
+from crbnn.learn.loop import TrainingError, init_model, train_network, validation_metrics
+from crbnn.learn.model_file import load_model, predict, save_model
+from crbnn.learn.settings import TrainSettings
 
 torch.set_num_threads(1)
 
@@ -174,8 +166,8 @@ def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path
     import json
     import runpy
 
-    from crbnn.logging_utils import ScriptArgs
-    from crbnn.training import settings_for_loss
+    from crbnn.common.logs import ScriptArgs
+    from crbnn.learn.settings import settings_for_loss
 
     scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
     cfg = {"seed": 1, "normalization": "l2", "checkpoint_every": 1, "network": {"preset": "tiny"},
@@ -213,7 +205,7 @@ def test_saved_model_is_the_best_validated_average(toy: dict[str, Path]) -> None
 
 
 def test_ema_warm_up_and_decay() -> None:
-    from crbnn.training import _ema_average
+    from crbnn.learn.loop import _ema_average
 
     avg = _ema_average(0.99)
     one, zero = torch.ones(1), torch.zeros(1)
@@ -226,7 +218,7 @@ def test_ema_warm_up_and_decay() -> None:
 
 
 def test_adaptive_clip_caps_outlier_gradients() -> None:
-    from crbnn.training import CLIP_WINDOW, clip_adaptive
+    from crbnn.learn.loop import CLIP_WINDOW, clip_adaptive
 
     lin = torch.nn.Linear(2, 1, bias=False)
     norms: list[float] = []

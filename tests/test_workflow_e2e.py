@@ -15,12 +15,12 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-
-from crbnn.dataset import read_dataset
-from crbnn.manuscript import decide_pdf
-from crbnn.sampling import TISSUE_PARAMETERS
-from crbnn.sequence import load_sequence
 from workflow_helpers import REPO, run_snakemake
+
+from crbnn.common.parameters import TISSUE_PARAMETERS
+from crbnn.data.datasets import read_dataset
+from crbnn.data.sequence import load_sequence
+from crbnn.report.manuscript import decide_pdf
 
 pytestmark = pytest.mark.e2e
 #: recorded from a run of config/test.yaml (coarse R2sl grid of that config); a change means the
@@ -73,7 +73,7 @@ def test_resources(e2e_run: Path) -> None:
 
 
 def test_invivo_image(e2e_run: Path) -> None:
-    from crbnn.io import read_nifti
+    from crbnn.common.io import read_nifti
 
     coef, aff = read_nifti(e2e_run / "resources" / "invivo" / "coefficients.nii.gz")
     mask, _ = read_nifti(e2e_run / "resources" / "invivo" / "mask.nii.gz")
@@ -106,10 +106,10 @@ def test_coefficients_are_the_compressed_signal(e2e_run: Path) -> None:
     config/test.yaml (rank 13, public basis); a wrong basis, rank or conjugation drops it far below."""
     import torch
 
-    from crbnn.basis import load_basis
-    from crbnn.physics import simulate_paper
-    from crbnn.r2sl import R2slTable
-    from crbnn.simulation import table_to_params
+    from crbnn.data.basis import load_basis
+    from crbnn.data.simulate import table_to_params
+    from crbnn.physics.r2sl import R2slTable
+    from crbnn.physics.signal import simulate_paper
 
     data, _ = read_dataset(e2e_run / "results" / "simulate_dataset" / "test.h5")
     seq = load_sequence(e2e_run / "resources" / "sequence.h5")

@@ -1,7 +1,7 @@
-"""``python -m crbnn ...``: the command line of :mod:`crbnn.cli`."""
+"""``python -m crbnn ...``: the command line of :mod:`crbnn.images.cli`."""
 
 import sys
 
-from crbnn.cli import main
+from crbnn.images.cli import main
 
 sys.exit(main())

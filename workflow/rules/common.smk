@@ -6,12 +6,12 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from crbnn.config_checks import ConfigError
-from crbnn.config_checks import validate_config as check_and_resolve
-from crbnn.inputs import INPUTS
-from crbnn.logging_utils import prepend_pythonpath
-from crbnn.regime import known_values
-from crbnn.sampling import derive_seed
+from crbnn.config.checks import ConfigError
+from crbnn.config.checks import validate_config as check_and_resolve
+from crbnn.data.inputs import INPUTS
+from crbnn.common.logs import prepend_pythonpath
+from crbnn.config.regime import known_values
+from crbnn.common.seeds import derive_seed
 
 SCHEMA_DIR = Path(workflow.basedir) / "workflow" / "schemas"
 ENVS = Path(workflow.basedir) / "envs"
@@ -25,7 +25,7 @@ prepend_pythonpath(Path(workflow.basedir) / "src")
 def validate_config(config):
     """Validate the config against workflow/schemas (defaults filled in) and check its consistency.
 
-    Runs at parse time, so no job starts with a bad config (crbnn.config_checks.validate_config).
+    Runs at parse time, so no job starts with a bad config (crbnn.config.checks.validate_config).
     Sets SEQUENCE_TR, the pulse train's TR in s (sequence.tr, else the file's, else 3.5 ms for the
     public train).
     """
@@ -116,7 +116,7 @@ def shard_paths(wildcards):
 
 
 def known_tissue_values(wildcards=None):
-    """Values of the tissue parameters the model holds known (crbnn.regime), from their fixed priors."""
+    """Values of the tissue parameters the model holds known (crbnn.config.regime), from their fixed priors."""
     model = config["model"]
     return known_values(
         config["priors"]["parameters"], model["estimated"], model["nuisance"]

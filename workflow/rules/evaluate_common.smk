@@ -5,7 +5,7 @@ GRIDS = list(config["grids"]["sets"])
 GRID_RE = "|".join(GRIDS) if GRIDS else "^$"
 ESTIMATORS = list(config["evaluate"]["estimators"])
 NETWORKS = [e for e in ESTIMATORS if e != "nlls"]
-# evaluate.estimators naming an untrained network is caught by crbnn.config_checks (common.smk).
+# evaluate.estimators naming an untrained network is caught by crbnn.config.checks (common.smk).
 
 
 def grid_seed(wildcards):

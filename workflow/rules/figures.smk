@@ -1,4 +1,4 @@
-# Stage 5: figures and the summary table of the evaluation (crbnn.plots), each a report item with
+# Stage 5: figures and the summary table of the evaluation (crbnn.report.plots), each a report item with
 # a caption in workflow/report/.  Plotting only: the numbers come from evaluate.smk's outputs.
 
 MAP_QUANTITIES = "bias|std_ratio|sqrt_crb"

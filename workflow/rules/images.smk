@@ -1,6 +1,6 @@
 # Stage: numerical phantoms and parameter maps of images (phantoms and the in vivo slice) per
-# estimator: NLLS (crbnn.nlls) and every trained network, with sqrt(CRB) and residual maps,
-# region statistics and map figures.  Science in crbnn.phantom and crbnn.images; settings in
+# estimator: NLLS (crbnn.estimate.nlls) and every trained network, with sqrt(CRB) and residual maps,
+# region statistics and map figures.  Science in crbnn.images.phantom and crbnn.images.maps; settings in
 # workflow/schemas/phantom.schema.yaml and images.schema.yaml.
 
 

@@ -35,7 +35,7 @@ def image_voxels(wildcards):
 
 def nlls_bounds(wildcards=None):
     """NLLS box bounds (SI) from the priors' support and nlls.bounds."""
-    from crbnn.nlls import bounds_from_priors
+    from crbnn.estimate.nlls import bounds_from_priors
 
     return bounds_from_priors(
         config["priors"]["parameters"],

@@ -1,9 +1,9 @@
 # Stage 7: the headline numbers of the run (results/summary.json), their LaTeX macros and the
 # manuscript PDF built from manuscript/ with latexmk or tectonic.  Whether the PDF is a target is
-# decided at parse time (crbnn.manuscript.decide_pdf, manuscript_common.smk): with
+# decided at parse time (crbnn.report.manuscript.decide_pdf, manuscript_common.smk): with
 # manuscript.enabled: auto and no engine, the PDF is left out and one warning line ends the run.
 # write_macros and build_manuscript are local rules (on a cluster, TeX is on the submit host).
-# Science in crbnn.summary; every number in manuscript/manuscript.tex comes from numbers.tex.
+# Science in crbnn.evaluate.summary; every number in manuscript/manuscript.tex comes from numbers.tex.
 
 
 include: "manuscript_common.smk"

@@ -7,9 +7,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 
-from crbnn.manuscript import ManuscriptError, decide_pdf
-from crbnn.regime import regime_description
-from crbnn.snr_sweep import INTERVAL_PERCENT
+from crbnn.report.manuscript import ManuscriptError, decide_pdf
+from crbnn.config.regime import regime_description
+from crbnn.evaluate.snr_sweep import INTERVAL_PERCENT
 
 MANUSCRIPT_LOSSES = list(config["train"]["losses"])
 MANUSCRIPT_GRIDS = list(config["grids"]["sets"])

@@ -1,5 +1,5 @@
 # Stage 3: one network per configured loss (train.losses), trained on the simulated data sets with
-# noise drawn on the fly, and its metrics on the test set.  Science in crbnn.training; see
+# noise drawn on the fly, and its metrics on the test set.  Science in crbnn.learn.loop; see
 # workflow/schemas/train.schema.yaml for every setting.  Checkpoints go to the undeclared folder
 # results/train_network/<loss>/checkpoints/ so that a killed job resumes where it stopped.
 

@@ -1,8 +1,8 @@
 """First R columns of the public or computed basis, checked against the pulse train (rule build_basis)."""
 
-from crbnn.basis import load_basis, save_basis
-from crbnn.logging_utils import setup_logging
-from crbnn.sequence import check_basis_length, load_sequence
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import load_basis, save_basis
+from crbnn.data.sequence import check_basis_length, load_sequence
 
 
 def main(snakemake):

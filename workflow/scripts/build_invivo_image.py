@@ -1,7 +1,7 @@
 """Public in vivo slice (subspace coefficients) -> NIfTI coefficients and mask (rule build_invivo_image)."""
 
-from crbnn.inputs import load_invivo_slice, write_coefficient_image
-from crbnn.logging_utils import setup_logging
+from crbnn.common.logs import setup_logging
+from crbnn.data.inputs import load_invivo_slice, write_coefficient_image
 
 
 def main(snakemake):

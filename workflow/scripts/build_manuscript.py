@@ -1,7 +1,7 @@
 """The manuscript PDF with latexmk or tectonic (rule build_manuscript).
 
 Copies manuscript/*.tex/.bib, the generated macros, tables and figure PDFs into a fresh build folder
-(figures under figures/), runs the engine there (crbnn.manuscript.engine_command) and moves the PDF
+(figures under figures/), runs the engine there (crbnn.report.manuscript.engine_command) and moves the PDF
 onto the output atomically.
 """
 
@@ -9,9 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from crbnn.io import atomic_write
-from crbnn.logging_utils import setup_logging
-from crbnn.manuscript import engine_command, install_hint, required_executables
+from crbnn.common.io import atomic_write
+from crbnn.common.logs import setup_logging
+from crbnn.report.manuscript import engine_command, install_hint, required_executables
 
 
 def main(snakemake):

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from crbnn.basis import load_basis
-from crbnn.logging_utils import setup_logging
-from crbnn.phantom import make_phantom, simulate_phantom, write_phantom
-from crbnn.r2sl import R2slTable
-from crbnn.sampling import derive_seed
-from crbnn.sequence import load_sequence
+from crbnn.common.logs import setup_logging
+from crbnn.common.seeds import derive_seed
+from crbnn.data.basis import load_basis
+from crbnn.data.sequence import load_sequence
+from crbnn.images.phantom import make_phantom, simulate_phantom, write_phantom
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

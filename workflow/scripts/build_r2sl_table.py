@@ -1,7 +1,7 @@
 """Build the linearized saturation table R2sl on the configured grid (rule build_r2sl_table)."""
 
-from crbnn.logging_utils import setup_logging
-from crbnn.r2sl import R2slTable
+from crbnn.common.logs import setup_logging
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

@@ -1,11 +1,11 @@
 """Read the pulse train (public control file or the user's file) into resources/sequence.h5.
 
-``params.tr`` is the TR resolved at parse time (crbnn.config_checks.resolve_tr); the file's own TR
+``params.tr`` is the TR resolved at parse time (crbnn.config.checks.resolve_tr); the file's own TR
 must agree with it.  Pulses outside the R2sl grid (``params.r2sl``) are an error naming the pulse.
 """
 
-from crbnn.logging_utils import setup_logging
-from crbnn.sequence import check_in_r2sl_grid, load_sequence, save_sequence
+from crbnn.common.logs import setup_logging
+from crbnn.data.sequence import check_in_r2sl_grid, load_sequence, save_sequence
 
 
 def main(snakemake):

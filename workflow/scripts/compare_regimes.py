@@ -1,11 +1,11 @@
 """sqrt(CRB) at reference points in the config's regime and with all nine unknown (rule compare_regimes)."""
 
-from crbnn.basis import load_basis
-from crbnn.io import write_json
-from crbnn.logging_utils import setup_logging
-from crbnn.r2sl import R2slTable
-from crbnn.regime import compare_regimes
-from crbnn.sequence import load_sequence
+from crbnn.common.io import write_json
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import load_basis
+from crbnn.data.sequence import load_sequence
+from crbnn.evaluate.regimes import compare_regimes
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

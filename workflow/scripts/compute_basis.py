@@ -1,10 +1,10 @@
 """Basis from a dictionary simulated from the priors with the configured pulse train (rule compute_basis)."""
 
-from crbnn.basis import compute_basis_from_priors, save_basis
-from crbnn.devices import resolve_device, set_threads
-from crbnn.logging_utils import setup_logging
-from crbnn.r2sl import R2slTable
-from crbnn.sequence import load_sequence
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import compute_basis_from_priors, save_basis
+from crbnn.data.sequence import load_sequence
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

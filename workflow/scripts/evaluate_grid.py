@@ -1,11 +1,12 @@
 """Bias, std, sqrt(CRB) and CRB-normalized loss of every estimator on one grid (rule evaluate_grid)."""
 
-from crbnn.dataset import read_dataset, read_parameter_table
-from crbnn.devices import set_threads
-from crbnn.evaluation import EstimatorSpec, Precomputed, evaluate_grid, network_estimator, write_netcdf
-from crbnn.grids import TISSUE_UNITS, read_axes
-from crbnn.io import read_h5
-from crbnn.logging_utils import setup_logging
+from crbnn.common.device import set_threads
+from crbnn.common.io import read_h5
+from crbnn.common.logs import setup_logging
+from crbnn.common.parameters import UNITS
+from crbnn.data.datasets import read_dataset, read_parameter_table
+from crbnn.data.grids import read_axes
+from crbnn.evaluate.grid import EstimatorSpec, Precomputed, evaluate_grid, network_estimator, write_netcdf
 
 
 def main(snakemake):
@@ -32,7 +33,7 @@ def main(snakemake):
             estimators[name] = EstimatorSpec(f)
     ds = evaluate_grid(data["coefficients"], data["parameters"], data["crb"], estimated, read_axes(tattrs),
                        estimators, realizations=p.realizations, M0_abs=p.M0_abs, sigma=p.sigma, seed=p.seed,
-                       random_phase=p.random_phase, units=TISSUE_UNITS, log=log.info)
+                       random_phase=p.random_phase, units=UNITS, log=log.info)
     ds.attrs["grid"] = snakemake.wildcards.grid
     write_netcdf(snakemake.output[0], ds)
 

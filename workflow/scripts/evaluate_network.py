@@ -1,9 +1,11 @@
 """Test-set metrics of one trained network (rule evaluate_network) as JSON."""
 
-from crbnn.devices import resolve_device, set_threads
-from crbnn.io import write_json
-from crbnn.logging_utils import setup_logging
-from crbnn.training import evaluate_model, load_model, read_training_data
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.io import write_json
+from crbnn.common.logs import setup_logging
+from crbnn.evaluate.test_set import evaluate_model
+from crbnn.learn.data import read_training_data
+from crbnn.learn.model_file import load_model
 
 
 def main(snakemake):

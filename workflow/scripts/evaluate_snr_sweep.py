@@ -1,15 +1,15 @@
 """Every estimator against the CRB at several SNRs on the test set (rule evaluate_snr_sweep)."""
 
-from crbnn.basis import load_basis
-from crbnn.dataset import read_dataset
-from crbnn.devices import resolve_device, set_threads
-from crbnn.evaluation import network_estimator, write_netcdf
-from crbnn.io import atomic_write
-from crbnn.logging_utils import setup_logging
-from crbnn.nlls import bounds_from_priors, nlls_estimator, worker_processes
-from crbnn.r2sl import R2slTable
-from crbnn.sequence import load_sequence
-from crbnn.snr_sweep import SweepEstimator, evaluate_snr_sweep, sweep_table
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.io import atomic_write
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import load_basis
+from crbnn.data.datasets import read_dataset
+from crbnn.data.sequence import load_sequence
+from crbnn.estimate.nlls import bounds_from_priors, nlls_estimator, worker_processes
+from crbnn.evaluate.grid import network_estimator, write_netcdf
+from crbnn.evaluate.snr_sweep import SweepEstimator, evaluate_snr_sweep, sweep_table
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

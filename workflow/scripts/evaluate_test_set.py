@@ -1,13 +1,14 @@
 """Per-sample CRB-normalized errors of every estimator on the test set (rule evaluate_test_set)."""
 
-from crbnn.basis import load_basis
-from crbnn.dataset import read_dataset
-from crbnn.devices import resolve_device, set_threads
-from crbnn.evaluation import network_estimator, noisy_test_set, normalized_test_errors, write_netcdf
-from crbnn.logging_utils import setup_logging
-from crbnn.nlls import bounds_from_priors, nlls_estimator, worker_processes
-from crbnn.r2sl import R2slTable
-from crbnn.sequence import load_sequence
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import load_basis
+from crbnn.data.datasets import read_dataset
+from crbnn.data.sequence import load_sequence
+from crbnn.estimate.nlls import bounds_from_priors, nlls_estimator, worker_processes
+from crbnn.evaluate.grid import network_estimator, write_netcdf
+from crbnn.evaluate.test_set import noisy_test_set, normalized_test_errors
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

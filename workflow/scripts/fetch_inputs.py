@@ -6,8 +6,8 @@ source does not rerun the workflow); the mirror is ``inputs.mirror_url``, else $
 
 from pathlib import Path
 
-from crbnn.inputs import fetch_input, resolve_mirror_url
-from crbnn.logging_utils import setup_logging
+from crbnn.common.logs import setup_logging
+from crbnn.data.inputs import fetch_input, resolve_mirror_url
 
 
 def main(snakemake):

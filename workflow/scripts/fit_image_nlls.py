@@ -2,14 +2,13 @@
 
 from pathlib import Path
 
-from crbnn.basis import load_basis
-from crbnn.devices import set_threads
-from crbnn.images import nlls_maps, read_coefficient_image, select_voxels, write_maps
-from crbnn.logging_utils import setup_logging
-from crbnn.nlls import worker_processes
-from crbnn.r2sl import R2slTable
-from crbnn.sequence import load_sequence
-from crbnn.simulation import resolve_device
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import load_basis
+from crbnn.data.sequence import load_sequence
+from crbnn.estimate.nlls import worker_processes
+from crbnn.images.maps import nlls_maps, read_coefficient_image, select_voxels, write_maps
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

@@ -1,22 +1,22 @@
 """NLLS fits of the noisy grid data that evaluate_grid compares (rule fit_nlls_grid).
 
-The noisy coefficients are regenerated exactly as crbnn.evaluation.evaluate_grid draws them (same
+The noisy coefficients are regenerated exactly as crbnn.evaluate.grid.evaluate_grid draws them (same
 seed, |M0|, sigma), restricted to the documented NLLS subset (first nlls.grid_realizations
 realizations of every nlls.grid_stride-th point); their hash is stored so evaluate_grid can check.
 """
 
 import numpy as np
 
-from crbnn.basis import load_basis
-from crbnn.dataset import read_dataset, read_parameter_table
-from crbnn.devices import resolve_device, set_threads
-from crbnn.evaluation import grid_subset
-from crbnn.grids import read_axes
-from crbnn.io import sha256_arrays, write_h5
-from crbnn.logging_utils import setup_logging
-from crbnn.nlls import bounds_from_priors, fit_nlls_with_settings, worker_processes
-from crbnn.r2sl import R2slTable
-from crbnn.sequence import load_sequence
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.io import sha256_arrays, write_h5
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import load_basis
+from crbnn.data.datasets import read_dataset, read_parameter_table
+from crbnn.data.grids import read_axes
+from crbnn.data.sequence import load_sequence
+from crbnn.estimate.nlls import bounds_from_priors, fit_nlls_with_settings, worker_processes
+from crbnn.evaluate.grid import grid_subset
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

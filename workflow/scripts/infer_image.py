@@ -9,14 +9,22 @@ from pathlib import Path
 
 import numpy as np
 
-from crbnn.basis import load_basis
-from crbnn.devices import resolve_device, set_threads
-from crbnn.images import (check_model_image, network_maps, nuisance_of_fit, read_coefficient_image, read_info,
-                          read_maps, uncertainty_maps, write_maps)
-from crbnn.logging_utils import setup_logging
-from crbnn.r2sl import R2slTable
-from crbnn.sequence import load_sequence
-from crbnn.training import load_model
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import load_basis
+from crbnn.data.sequence import load_sequence
+from crbnn.images.maps import (
+    check_model_image,
+    network_maps,
+    nuisance_of_fit,
+    read_coefficient_image,
+    read_info,
+    read_maps,
+    uncertainty_maps,
+    write_maps,
+)
+from crbnn.learn.model_file import load_model
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

@@ -1,7 +1,7 @@
 """Concatenate the shards of one simulated data set (rule merge_shards)."""
 
-from crbnn.dataset import merge_datasets
-from crbnn.logging_utils import setup_logging
+from crbnn.common.logs import setup_logging
+from crbnn.data.datasets import merge_datasets
 
 
 def main(snakemake):

@@ -1,8 +1,8 @@
 """Figure error_distribution: per-sample normalized errors on the test set (rule plot_error_distribution)."""
 
-from crbnn.evaluation import read_netcdf
-from crbnn.logging_utils import setup_logging
-from crbnn.plots import plot_error_distribution, save_figure, set_style
+from crbnn.common.logs import setup_logging
+from crbnn.evaluate.grid import read_netcdf
+from crbnn.report.plots import plot_error_distribution, save_figure, set_style
 
 
 def main(snakemake):

@@ -1,8 +1,8 @@
 """Figure grid_maps_<quantity>_<grid>: bias, std/sqrt(CRB) or sqrt(CRB) maps (rule plot_grid_maps)."""
 
-from crbnn.evaluation import read_netcdf
-from crbnn.logging_utils import setup_logging
-from crbnn.plots import plot_grid_maps, save_figure, set_style
+from crbnn.common.logs import setup_logging
+from crbnn.evaluate.grid import read_netcdf
+from crbnn.report.plots import plot_grid_maps, save_figure, set_style
 
 
 def main(snakemake):

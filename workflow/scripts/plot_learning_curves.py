@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from crbnn.logging_utils import setup_logging
-from crbnn.plots import plot_learning_curves, save_figure, set_style
+from crbnn.common.logs import setup_logging
+from crbnn.report.plots import plot_learning_curves, save_figure, set_style
 
 
 def main(snakemake):

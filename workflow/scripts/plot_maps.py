@@ -1,16 +1,16 @@
 """Map figures of one image: estimates, truth/errors or differences from NLLS, residuals (rule plot_maps).
 
-In vivo (no truth): the tissue regions of ``images.tissue`` (crbnn.images.tissue_regions on the
+In vivo (no truth): the tissue regions of ``images.tissue`` (crbnn.images.maps.tissue_regions on the
 NLLS maps) are outlined.
 """
 
 from pathlib import Path
 
-from crbnn.images import ESTIMATED, read_coefficient_image, read_maps, tissue_regions
-from crbnn.io import read_nifti
-from crbnn.logging_utils import setup_logging
-from crbnn.plots import save_figure, set_style
-from crbnn.plots_maps import plot_map_panels, plot_residual_maps
+from crbnn.common.io import read_nifti
+from crbnn.common.logs import setup_logging
+from crbnn.images.maps import ESTIMATED, read_coefficient_image, read_maps, tissue_regions
+from crbnn.report.map_plots import plot_map_panels, plot_residual_maps
+from crbnn.report.plots import save_figure, set_style
 
 
 def main(snakemake):

@@ -1,8 +1,8 @@
 """Figure snr_sweep: every estimator against the CRB over SNR (rule plot_snr_sweep)."""
 
-from crbnn.evaluation import read_netcdf
-from crbnn.logging_utils import setup_logging
-from crbnn.plots import plot_snr_sweep, save_figure, set_style
+from crbnn.common.logs import setup_logging
+from crbnn.evaluate.grid import read_netcdf
+from crbnn.report.plots import plot_snr_sweep, save_figure, set_style
 
 
 def main(snakemake):

@@ -1,9 +1,9 @@
 """Draw a parameter table from the priors, seeded (rule sample_parameters)."""
 
-from crbnn.dataset import write_parameter_table
-from crbnn.logging_utils import setup_logging
-from crbnn.sampling import sample_parameters
-from crbnn.sequence import load_sequence
+from crbnn.common.logs import setup_logging
+from crbnn.data.datasets import write_parameter_table
+from crbnn.data.priors import sample_parameters
+from crbnn.data.sequence import load_sequence
 
 
 def main(snakemake):

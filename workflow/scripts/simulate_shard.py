@@ -1,12 +1,12 @@
 """Simulate one shard of a parameter table: coefficients, Jacobian and CRB (rule simulate_shard)."""
 
-from crbnn.basis import load_basis
-from crbnn.dataset import read_parameter_table, shard_rows, write_dataset
-from crbnn.devices import resolve_device, set_threads
-from crbnn.logging_utils import setup_logging
-from crbnn.r2sl import R2slTable
-from crbnn.sequence import check_basis_length, load_sequence
-from crbnn.simulation import simulate_coefficients
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.logs import setup_logging
+from crbnn.data.basis import load_basis
+from crbnn.data.datasets import read_parameter_table, shard_rows, write_dataset
+from crbnn.data.sequence import check_basis_length, load_sequence
+from crbnn.data.simulate import simulate_coefficients
+from crbnn.physics.r2sl import R2slTable
 
 
 def main(snakemake):

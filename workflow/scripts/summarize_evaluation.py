@@ -1,9 +1,9 @@
 """Summary table of the evaluation (CSV and LaTeX) (rule summarize_evaluation)."""
 
-from crbnn.evaluation import read_netcdf, summary_table
-from crbnn.io import atomic_write
-from crbnn.logging_utils import setup_logging
-from crbnn.plots import latex_table
+from crbnn.common.io import atomic_write
+from crbnn.common.logs import setup_logging
+from crbnn.evaluate.grid import read_netcdf, summary_table
+from crbnn.report.plots import latex_table
 
 
 def main(snakemake):

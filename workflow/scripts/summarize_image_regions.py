@@ -2,7 +2,7 @@
 
 Phantoms: per labelled region (vials, water; WM, GM, CSF) mean, SD, error against the truth and
 error / standard error per estimator.  In vivo: the tissue regions of ``images.tissue``
-(thresholds of the median-filtered NLLS maps, crbnn.images.tissue_regions) and the configured boxes,
+(thresholds of the median-filtered NLLS maps, crbnn.images.maps.tissue_regions) and the configured boxes,
 with mean, SD and the paired difference to NLLS with its standard error (negative m0s counted),
 plus whole-mask percentiles.
 """
@@ -10,7 +10,9 @@ plus whole-mask percentiles.
 import json
 from pathlib import Path
 
-from crbnn.images import (
+from crbnn.common.io import atomic_write, read_nifti, write_json
+from crbnn.common.logs import setup_logging
+from crbnn.images.maps import (
     ESTIMATED,
     box_regions,
     percentile_stats,
@@ -20,8 +22,6 @@ from crbnn.images import (
     region_stats,
     tissue_regions,
 )
-from crbnn.io import atomic_write, read_nifti, write_json
-from crbnn.logging_utils import setup_logging
 
 
 def main(snakemake):

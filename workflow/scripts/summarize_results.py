@@ -1,9 +1,9 @@
-"""Headline numbers of the run, results/summary.json (rule summarize; crbnn.summary)."""
+"""Headline numbers of the run, results/summary.json (rule summarize; crbnn.evaluate.summary)."""
 
-from crbnn.io import write_json
-from crbnn.logging_utils import setup_logging
-from crbnn.sequence import load_sequence
-from crbnn.summary import summarize
+from crbnn.common.io import write_json
+from crbnn.common.logs import setup_logging
+from crbnn.data.sequence import load_sequence
+from crbnn.evaluate.summary import summarize
 
 
 def main(snakemake):

@@ -2,7 +2,7 @@
 
 Checkpoints: results/train_network/<loss>/checkpoints/ beside the model (not a rule output); a
 restarted job resumes there.  SIGTERM/SIGINT finish the current epoch, write its checkpoint and exit
-with status 1 (crbnn.interrupt), so the rerun resumes; a resumed job appends to its log.  The final
+with status 1 (crbnn.common.interrupt), so the rerun resumes; a resumed job appends to its log.  The final
 checkpoint is kept: if Snakemake discards a finished job's outputs (snakemake itself interrupted),
 the rerun writes the model from it at once instead of retraining.
 Run without Snakemake: ``main(ScriptArgs(input=..., output=..., params=..., wildcards={"loss": ...}))``.
@@ -11,18 +11,14 @@ Run without Snakemake: ``main(ScriptArgs(input=..., output=..., params=..., wild
 import sys
 from pathlib import Path
 
-from crbnn.devices import resolve_device, set_threads
-from crbnn.interrupt import Interrupted, stop_on_signals
-from crbnn.logging_utils import setup_logging
-from crbnn.training import (
-    CHECKPOINT_NAME,
-    TrainSettings,
-    load_model,
-    read_training_data,
-    save_model,
-    train_network,
-    write_history,
-)
+from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.interrupt import Interrupted, stop_on_signals
+from crbnn.common.logs import setup_logging
+from crbnn.learn.checkpoints import CHECKPOINT_NAME
+from crbnn.learn.data import read_training_data
+from crbnn.learn.loop import train_network, write_history
+from crbnn.learn.model_file import load_model, save_model
+from crbnn.learn.settings import TrainSettings
 
 
 def main(snakemake):

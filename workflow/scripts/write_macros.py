@@ -1,10 +1,10 @@
-"""LaTeX macros of the summary and the grid-map figure environments (rule write_macros; crbnn.summary)."""
+"""LaTeX macros of the summary and the grid-map figure environments (rule write_macros; crbnn.evaluate.summary)."""
 
 import json
 
-from crbnn.io import atomic_write
-from crbnn.logging_utils import setup_logging
-from crbnn.summary import latex_grid_figures, latex_macros, latex_prior_table, latex_region_table, latex_snr_table
+from crbnn.common.io import atomic_write
+from crbnn.common.logs import setup_logging
+from crbnn.report.latex import latex_grid_figures, latex_macros, latex_prior_table, latex_region_table, latex_snr_table
 
 
 def main(snakemake):

@@ -1,0 +1,57 @@
+"""Parameter names and units: the one table that every stage reads (docs/physics.md section 1).
+
+Two parametrizations describe the same signal model: the general one (real M0 and the relaxation
+rates) and the paper's constrained one (R1f = R1s = 1/T1, T2f = 1/R2f, complex M0).  The tissue
+parameters are the columns of a parameter table; M0 is not a tissue parameter.
+
+>>> units_of(("m0s", "T1", "omega0"))
+('1', 's', 'rad/s')
+>>> display_unit("B1"), display_unit("T2f")
+('', 's')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+#: SI unit of every parameter name of either parametrization ("1": dimensionless).
+UNITS: dict[str, str] = {
+    "M0": "a.u.",
+    "M0_re": "a.u.",
+    "M0_im": "a.u.",
+    "m0s": "1",
+    "R1f": "1/s",
+    "R2f": "1/s",
+    "R1s": "1/s",
+    "T1": "s",
+    "T2f": "s",
+    "Rex": "1/s",
+    "T2s": "s",
+    "omega0": "rad/s",
+    "B1": "1",
+}
+
+#: General parametrization, real M0.
+GENERAL_PARAMETERS: tuple[str, ...] = ("M0", "m0s", "R1f", "R2f", "Rex", "R1s", "T2s", "omega0", "B1")
+#: The paper's constrained parametrization: R1f = R1s = 1/T1, T2f = 1/R2f, complex M0.
+PAPER_PARAMETERS: tuple[str, ...] = ("M0_re", "M0_im", "m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1")
+#: Tissue parameters of the paper model: the columns of a parameter table (M0 excluded).
+TISSUE_PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1")
+#: The paper parameters that are not tissue parameters (complex M0 as two real ones).
+M0_PARAMETERS: tuple[str, ...] = ("M0_re", "M0_im")
+
+
+def units_of(names: Iterable[str]) -> tuple[str, ...]:
+    """SI units of parameter ``names`` (a ``KeyError`` names an unknown parameter)."""
+    out = []
+    for name in names:
+        if name not in UNITS:
+            raise KeyError(f"unknown parameter {name!r}; known: {', '.join(UNITS)}")
+        out.append(UNITS[name])
+    return tuple(out)
+
+
+def display_unit(name: str) -> str:
+    """The unit as printed next to a value: empty for dimensionless parameters."""
+    unit = UNITS.get(name, "")
+    return "" if unit == "1" else unit

@@ -1,0 +1,1 @@
+"""The reference estimator: non-linear least squares (:mod:`crbnn.estimate.nlls`)."""

@@ -1,0 +1,236 @@
+"""Training data: reading simulated data sets, noisy inputs, normalization, the validation set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from crbnn.common.parameters import UNITS
+from crbnn.common.seeds import derive_seed
+from crbnn.learn.settings import NORMALIZATIONS, TrainSettings
+from crbnn.physics.noise import add_noise, draw_m0
+
+log = logging.getLogger("crbnn.learn.loop")
+
+
+@dataclass
+class TrainingData:
+    """Noise-free coefficients with targets and CRB, as read from a simulated data set.
+
+    ``coefficients`` complex64 [n, R] at M0 = 1; ``targets`` float32 [n, E] true estimated parameters
+    (physical units); ``crb`` float32 [n, E] CRB at M0 = 1, sigma = 1 (units squared).
+    """
+
+    coefficients: torch.Tensor
+    targets: torch.Tensor
+    crb: torch.Tensor
+    estimated: list[str]
+    units: list[str]
+    sequence_sha256: str
+    basis_sha256: str
+    path: str = ""
+    nuisance: list[str] = field(default_factory=list)
+    known: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        """R, the number of complex coefficients."""
+        return int(self.coefficients.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.coefficients.shape[0])
+
+    def subset(self, n: int | None) -> TrainingData:
+        """The first ``n`` samples (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        return TrainingData(self.coefficients[:n], self.targets[:n], self.crb[:n], self.estimated, self.units,
+                            self.sequence_sha256, self.basis_sha256, self.path, self.nuisance, self.known)
+
+    def fingerprint(self) -> str:
+        """sha256 of the arrays and hashes (identifies the data in checkpoints)."""
+        h = hashlib.sha256()
+        for t in (self.coefficients, self.targets, self.crb):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(json.dumps([self.estimated, self.sequence_sha256, self.basis_sha256]).encode())
+        return h.hexdigest()
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray):
+        return [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _check_finite(name: str, arr: NDArray[Any], where: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.nonzero(bad.reshape(arr.shape[0], -1).any(axis=1))[0]
+        raise ValueError(
+            f"{where}: {name} contains {int(bad.sum())} NaN/inf value(s) in {rows.size} row(s), "
+            f"first rows {rows[:5].tolist()}; regenerate or clean the data set"
+        )
+
+
+def read_training_data(path: str | os.PathLike[str], max_samples: int | None = None) -> TrainingData:
+    """Read ``parameters``, ``coefficients`` and ``crb`` of a simulated data set (the Jacobian is not read).
+
+    Raises ValueError naming the file and rows when any value is NaN/inf or a CRB is not positive.
+    """
+    import h5py
+
+    from crbnn.data.datasets import read_dataset
+
+    arrays, attrs = read_dataset(path, keys=("parameters", "coefficients", "crb"))
+    sl = slice(None) if max_samples is None else slice(0, int(max_samples))
+    coefficients = np.asarray(arrays["coefficients"][sl])
+    params = np.asarray(arrays["parameters"][sl], dtype=np.float64)
+    crb = np.asarray(arrays["crb"][sl], dtype=np.float64)
+    pnames = list(attrs.get("parameter_names") or [])
+    crb_names = list(attrs.get("crb_names") or [])
+    punits: list[str] = []
+    with h5py.File(path, "r") as f:
+        punits = list(_decode(f["parameters"].attrs.get("units", [])))
+    estimated = list(attrs.get("estimated", crb_names))
+    if isinstance(estimated, str):
+        estimated = json.loads(estimated) if estimated.startswith("[") else [estimated]
+    if not pnames:
+        from crbnn.common.parameters import TISSUE_PARAMETERS
+
+        pnames = list(TISSUE_PARAMETERS)
+    if crb_names and list(crb_names) != estimated:
+        raise ValueError(f"{path}: crb columns {crb_names} differ from estimated {estimated}")
+    missing = [p for p in estimated if p not in pnames]
+    if missing:
+        raise ValueError(f"{path}: estimated parameter(s) {missing} not among parameter columns {pnames}")
+    cols = [pnames.index(p) for p in estimated]
+    units = [punits[c] if len(punits) == len(pnames) else UNITS.get(p, "") for p, c in zip(estimated, cols)]
+    if not np.iscomplexobj(coefficients):
+        raise ValueError(f"{path}: coefficients must be complex, got {coefficients.dtype}")
+    targets = params[:, cols]
+    nuisance = attrs.get("nuisance", [])
+    if isinstance(nuisance, str):
+        nuisance = json.loads(nuisance) if nuisance.startswith("[") else [nuisance]
+    nuisance = list(nuisance)
+    known: dict[str, float] = {}
+    if nuisance:  # known parameters: neither estimated nor nuisance, one value in the whole set
+        from crbnn.config.regime import known_parameters
+
+        for p in known_parameters(estimated, nuisance):
+            if p in pnames and len(params):
+                col = params[:, pnames.index(p)]
+                if not np.all(col == col[0]):
+                    raise ValueError(f"{path}: {p} is known (neither estimated nor nuisance) but varies in the data set")
+                known[p] = float(col[0])
+    for name, arr in (("coefficients", coefficients), ("parameters", targets), ("crb", crb)):
+        _check_finite(name, arr, str(path))
+    if (crb <= 0).any():
+        raise ValueError(f"{path}: crb has {int((crb <= 0).sum())} non-positive value(s)")
+    return TrainingData(
+        coefficients=torch.from_numpy(coefficients.astype(np.complex64)),
+        targets=torch.from_numpy(targets.astype(np.float32)),
+        crb=torch.from_numpy(crb.astype(np.float32)),
+        estimated=estimated,
+        units=units,
+        sequence_sha256=str(attrs.get("sequence_sha256", "")),
+        basis_sha256=str(attrs.get("basis_sha256", "")),
+        path=str(path),
+        nuisance=nuisance,
+        known=known,
+    )
+
+
+def draw_noisy(
+    coefficients: torch.Tensor,
+    generator: torch.Generator,
+    sigma: float,
+    m0_range: Sequence[float],
+    realizations: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy measured coefficients ``M0 c + n`` and ``|M0|^2``.
+
+    Random numbers come from the CPU ``generator`` and are moved to ``coefficients.device``.
+
+    Args:
+        coefficients: complex [n, R] noise-free coefficients at M0 = 1.
+        generator: CPU generator.
+        sigma: noise standard deviation of each real and imaginary part.
+        m0_range: ``(min, max)`` of ``|M0|``; the phase of M0 is uniform in [0, 2 pi).
+        realizations: None for one draw ([n, R]); K for K noise draws per signal sharing one M0 ([n, K, R]).
+
+    Returns:
+        ``(y, m0_abs2)``: noisy coefficients and ``|M0|^2`` [n] (scale the CRB by ``sigma^2 / m0_abs2``).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y, m2 = draw_noisy(torch.ones(4, 3, dtype=torch.complex64), g, 0.01, (0.1, 1.0), realizations=2)
+        >>> tuple(y.shape), bool(((m2 >= 0.01) & (m2 <= 1.0)).all())
+        ((4, 2, 3), True)
+    """
+    n, r = coefficients.shape
+    m0 = draw_m0(generator, (n,), m0_range).to(coefficients.device)
+    clean = m0[:, None] * coefficients
+    if realizations is not None:
+        clean = clean[:, None, :].expand(n, int(realizations), r)
+    return add_noise(generator, clean, sigma), m0.abs() ** 2
+
+
+def normalize_inputs(y: torch.Tensor, method: str) -> torch.Tensor:
+    """Network inputs: 2R reals ``[Re..., Im...]`` of complex coefficients ``y [..., R]``, normalized.
+
+    ``l2``: divide the 2R reals by their L2 norm (the paper).  ``first_coefficient``: divide the complex
+    coefficients by the first one (removes the scale and the phase of M0) before splitting.
+
+    Example:
+        >>> y = torch.tensor([[3 + 0j, 0 + 4j]], dtype=torch.complex64)
+        >>> normalize_inputs(y, "l2").tolist()
+        [[0.6000000238418579, 0.0, 0.0, 0.800000011920929]]
+        >>> normalize_inputs(1j * y, "first_coefficient").tolist()
+        [[1.0, 0.0, 0.0, 1.3333333730697632]]
+    """
+    if method == "l2":
+        x = torch.cat((y.real, y.imag), dim=-1)
+        return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    if method == "first_coefficient":
+        z = y / y[..., :1]
+        return torch.cat((z.real, z.imag), dim=-1)
+    raise ValueError(f"unknown normalization {method!r}; choose from {NORMALIZATIONS}")
+
+
+def output_scaling(targets: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-parameter affine output map ``(offset, scale)``: mean and standard deviation of the targets."""
+    offset = targets.double().mean(dim=0)
+    scale = targets.double().std(dim=0)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return offset.tolist(), scale.tolist()
+
+
+@dataclass
+class ValidationSet:
+    """Validation inputs with noise drawn once: normalized inputs, targets, scaled CRB (on device)."""
+
+    x: torch.Tensor
+    targets: torch.Tensor
+    crb: torch.Tensor
+
+
+def make_validation_set(data: TrainingData, settings: TrainSettings, device: torch.device) -> ValidationSet:
+    """Draw the validation noise once from ``settings.val_seed`` (same for every epoch and loss)."""
+    g = torch.Generator().manual_seed(derive_seed(settings.val_seed, "validation"))
+    y, m2 = draw_noisy(data.coefficients, g, settings.sigma, settings.m0_range)
+    x = normalize_inputs(y, settings.normalization)
+    crb = data.crb * (settings.sigma**2 / m2)[:, None]
+    return ValidationSet(x.to(device), data.targets.to(device), crb.to(device))

@@ -1,0 +1,131 @@
+"""Training settings of one network (TrainSettings) from the config's train section."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from crbnn.learn.losses import LOSSES
+
+NORMALIZATIONS = ("l2", "first_coefficient")
+
+
+@dataclass
+class TrainSettings:
+    """Everything that determines a trained network (the config ``train`` section for one loss).
+
+    Units: ``sigma`` noise standard deviation per real/imaginary part of a coefficient at M0 = 1;
+    ``m0_range`` range of ``|M0|`` (dimensionless); ``lr`` learning rate; ``lr_step_epochs`` epochs
+    between multiplications of the learning rate by ``lr_gamma``; ``batch_size`` signals per batch
+    (each with ``realizations`` noise draws for the ``bias_reduced`` loss).
+
+    Example:
+        >>> TrainSettings.from_dict({"epochs": 3, "network": {"preset": "tiny"}}).epochs
+        3
+    """
+
+    seed: int = 1
+    sigma: float = 0.01
+    m0_range: tuple[float, float] = (0.1, 1.0)
+    normalization: str = "l2"
+    network: dict[str, Any] = field(default_factory=lambda: {"preset": "default"})
+    epochs: int = 100
+    batch_size: int = 1024
+    lr: float = 0.01
+    lr_step_epochs: int = 40
+    lr_gamma: float = 0.5
+    grad_clip: float | None = None
+    grad_clip_factor: float | None = None
+    weight_decay: float = 0.0
+    max_train_samples: int | None = None
+    val_seed: int = 2
+    checkpoint_every: int = 5
+    realizations: int = 8
+    lam: float = 1.0
+    delta: float = 1.0
+    ema_decay: float = 0.995
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainSettings:
+        """Build from a flat dict; unknown keys are an error."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        kw = dict(d)
+        if "m0_range" in kw:
+            kw["m0_range"] = tuple(float(v) for v in kw["m0_range"])
+        s = cls(**kw)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        """Raise ValueError on values out of range."""
+        lo, hi = self.m0_range
+        if not (0 < lo <= hi):
+            raise ValueError(f"m0_range must satisfy 0 < min <= max, got {self.m0_range}")
+        if self.sigma <= 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.lr_step_epochs < 1:
+            raise ValueError("epochs >= 1, batch_size >= 2, lr > 0 and lr_step_epochs >= 1 are required")
+        if self.realizations < 2:
+            raise ValueError(f"realizations must be >= 2, got {self.realizations}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.grad_clip_factor is not None and self.grad_clip_factor <= 1.0:
+            raise ValueError(f"grad_clip_factor must be > 1 (or None), got {self.grad_clip_factor}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (``m0_range`` as a list)."""
+        d = asdict(self)
+        d["m0_range"] = list(self.m0_range)
+        return d
+
+
+def settings_for_loss(train_config: Mapping[str, Any], loss: str) -> dict[str, Any]:
+    """Flatten the config ``train`` section into the `TrainSettings` dict of one loss.
+
+    ``bias_reduced`` uses the ``bias_reduced`` sub-section's ``epochs``, ``lr`` and ``batch_size``
+    where given (fine-tuning), plus its ``realizations``, ``lam`` and ``delta``.
+
+    Example:
+        >>> cfg = {"seed": 3, "noise": {"sigma": 0.01, "m0_min": 0.1, "m0_max": 1.0},
+        ...        "normalization": "l2", "network": {"preset": "tiny"},
+        ...        "optimizer": {"epochs": 5, "lr": 0.01, "batch_size": 64},
+        ...        "bias_reduced": {"realizations": 4, "epochs": 2, "lr": 0.001}}
+        >>> s = settings_for_loss(cfg, "bias_reduced")
+        >>> s["epochs"], s["lr"], s["realizations"], s["batch_size"]
+        (2, 0.001, 4, 64)
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose from {LOSSES}")
+    c = train_config
+    out: dict[str, Any] = {}
+    for key in ("seed", "normalization", "max_train_samples", "val_seed", "checkpoint_every"):
+        if key in c:
+            out[key] = c[key]
+    if "network" in c:
+        out["network"] = dict(c["network"])
+    noise = c.get("noise", {})
+    if "sigma" in noise:
+        out["sigma"] = noise["sigma"]
+    if "m0_min" in noise or "m0_max" in noise:
+        out["m0_range"] = [noise.get("m0_min", 0.1), noise.get("m0_max", 1.0)]
+    for key in ("epochs", "batch_size", "lr", "lr_step_epochs", "lr_gamma", "grad_clip", "grad_clip_factor", "weight_decay",
+                "ema_decay"):
+        if key in c.get("optimizer", {}):
+            out[key] = c["optimizer"][key]
+    if loss == "bias_reduced":
+        br = c.get("bias_reduced", {})
+        for key in ("realizations", "lam", "delta"):
+            if key in br:
+                out[key] = br[key]
+        for key in ("epochs", "lr", "batch_size", "lr_step_epochs"):
+            if br.get(key) is not None:
+                out[key] = br[key]
+    return out
