@@ -85,6 +85,14 @@ def atomic_write(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+def write_torch(path: PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` through :func:`atomic_write` (usual permissions, no temporary left)."""
+    import torch
+
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
+
+
 def cache_dir() -> Path:
     """The user cache of the project: ``$CRBNN_CACHE_DIR`` or ``~/.cache/crbnn``.
 

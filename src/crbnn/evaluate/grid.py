@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
 from crbnn.physics.noise import add_noise, draw_m0
 
 #: An estimator maps noisy coefficients [m, R] complex128 to estimates [m, E] float64 (SI units).

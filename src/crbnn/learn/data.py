@@ -1,4 +1,13 @@
-"""Training data: reading simulated data sets, noisy inputs, normalization, the validation set."""
+"""Training data: simulated data sets read for training, noisy inputs, normalization, the validation set.
+
+A simulated data set (``results/simulate_dataset/<name>.h5``, docs/architecture.md) holds noise-free
+subspace coefficients ``c`` [n, R] at M0 = 1 and the CRB [n, E] at M0 = 1, sigma = 1.  Training draws,
+for every batch of every epoch, a complex ``M0`` with ``|M0| ~ U(m0_min, m0_max)`` and uniform phase and
+white complex Gaussian noise of standard deviation ``sigma`` on the real and the imaginary part of
+each coefficient (:mod:`crbnn.physics.noise`): ``y = M0 c + n``; the sample's CRB becomes
+``CRB * sigma^2 / |M0|^2``.  The validation set gets its noise once, from a fixed seed.  Inputs are
+normalized (:func:`normalize_inputs`) and split into 2R reals ``[Re..., Im...]``.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +28,7 @@ from crbnn.common.seeds import derive_seed
 from crbnn.learn.settings import NORMALIZATIONS, TrainSettings
 from crbnn.physics.noise import add_noise, draw_m0
 
-log = logging.getLogger("crbnn.learn.loop")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -1,22 +1,16 @@
-"""Training, saving, loading, inference and test-set evaluation of parameter-estimation networks.
+"""The training loop: one network trained with one loss, resumable, reproducible.
 
-Data: a simulated data set (``results/simulate_dataset/<name>.h5``, docs/architecture.md) holds
-noise-free subspace coefficients ``c`` [n, R] at M0 = 1 and the CRB [n, E] at M0 = 1, sigma = 1.
-Training draws, for every batch of every epoch, a complex ``M0`` with ``|M0| ~ U(m0_min, m0_max)`` and
-uniform phase and white complex Gaussian noise of standard deviation ``sigma`` on the real and the
-imaginary part of each coefficient: ``y = M0 c + n``; the sample's CRB becomes
-``CRB * sigma^2 / |M0|^2``.  The validation set gets its noise once, from a fixed seed.
+:func:`train_network` runs the phases in order: set up the network (:func:`init_model`, or a given
+one to fine-tune) and the :class:`TrainingState`, resume from a matching checkpoint
+(:mod:`crbnn.learn.checkpoints`), then per epoch :func:`train_epoch` (fresh noise for every batch,
+:func:`crbnn.learn.data.draw_noisy`), :func:`validate_epoch` (averaged weights on the fixed validation
+set), a history row and, when due, a checkpoint; :func:`finish` returns the best validated averaged
+weights with the meta that inference needs (:mod:`crbnn.learn.model_file`).
 
-Inputs are normalized (`normalize_inputs`) and split into 2R reals ``[Re..., Im...]``.  All random
-numbers come from CPU ``torch.Generator`` objects seeded from the configuration (and are moved to the
-device), so the same configuration on the same machine gives the same weights, and a run resumed
-from a checkpoint gives the same weights as an uninterrupted one.
-
-Public API (stable, used by evaluation and image inference):
-
-* `load_model(path, expect_basis_sha256=None, expect_sequence_sha256=None, device="cpu")`
-* `predict(model, coefficients) -> np.ndarray [..., E]` (physical units)
-* `read_training_data`, `train_network`, `save_model`, `evaluate_model`.
+All random numbers come from CPU ``torch.Generator`` objects seeded from the configuration
+(:func:`crbnn.common.seeds.derive_seed`) and are moved to the device, so the same configuration on the
+same machine gives the same weights, and a run resumed from a checkpoint gives the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -28,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,7 +30,7 @@ import torch
 
 from crbnn.common.interrupt import Interrupted
 from crbnn.common.seeds import derive_seed
-from crbnn.learn.checkpoints import CHECKPOINT_NAME, _atomic_torch_save, _fingerprint, _to_cpu
+from crbnn.learn.checkpoints import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint, to_cpu
 from crbnn.learn.data import (
     TrainingData,
     ValidationSet,
@@ -50,7 +44,7 @@ from crbnn.learn.model_file import build_meta
 from crbnn.learn.nets import EstimatorNet, build_network, count_weights
 from crbnn.learn.settings import TrainSettings
 
-log = logging.getLogger("crbnn.learn.loop")
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -184,6 +178,176 @@ def init_model(settings: TrainSettings, data: TrainingData) -> EstimatorNet:
         return build_network(settings.network, 2 * data.rank, len(data.estimated), offset, scale)
 
 
+def _weights_hash(model: torch.nn.Module) -> str:
+    """sha256 of a network's weights (part of the run's fingerprint when training starts from one)."""
+    parts = (v.detach().cpu().contiguous().numpy().tobytes() for v in model.state_dict().values())
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes while a network trains; a checkpoint is this on the CPU.
+
+    ``epoch`` is the last completed epoch (the next one starts at its first batch), ``best`` the epoch,
+    validation loss and averaged weights of the best validation so far, ``recent_norms`` the gradient
+    norms of the adaptive clipping, ``wall_time_s`` the training time of all runs so far.
+    """
+
+    model: EstimatorNet
+    ema: torch.optim.swa_utils.AveragedModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "val_loss": math.inf, "state": None})
+    recent_norms: list[float] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+    epoch: int = 0
+    wall_time_s: float = 0.0
+
+    @classmethod
+    def start(cls, model: EstimatorNet, settings: TrainSettings) -> TrainingState:
+        """A fresh state: averaged weights, Adam with a step schedule, the seeded noise generator."""
+        opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma)
+        gen = torch.Generator().manual_seed(derive_seed(settings.seed, "noise"))
+        return cls(model, averaged_model(model, settings.ema_decay), opt, sched, gen)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint payload (CPU tensors), global RNG states included."""
+        return {
+            "epoch": self.epoch,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "ema": to_cpu(self.ema.state_dict()),
+            "best": self.best,
+            "recent_norms": list(self.recent_norms),
+            "optimizer": to_cpu(self.optimizer.state_dict()),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": self.history,
+            "wall_time_s": self.wall_time_s,
+        }
+
+    def load_state_dict(self, ckpt: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint written by :meth:`state_dict`."""
+        self.model.load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.best = dict(ckpt["best"])
+        self.recent_norms = list(ckpt.get("recent_norms", []))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.generator.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if torch.cuda.is_available() and ckpt.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        self.history = list(ckpt["history"])
+        self.epoch = int(ckpt["epoch"])
+        self.wall_time_s = float(ckpt["wall_time_s"])
+
+
+@dataclass
+class _DeviceData:
+    """The training set on the training device, and how it is batched for one loss."""
+
+    coefficients: torch.Tensor
+    targets: torch.Tensor
+    crb: torch.Tensor
+    batch_size: int
+    realizations: int | None  # noise draws per signal (bias-reduced loss), else None
+
+    @classmethod
+    def of(cls, data: TrainingData, settings: TrainSettings, loss: str, device: torch.device) -> _DeviceData:
+        k = settings.realizations if loss == "bias_reduced" else None
+        return cls(data.coefficients.to(device), data.targets.to(device), data.crb.to(device),
+                   min(settings.batch_size, len(data)), k)
+
+
+def _check_inputs(train: TrainingData, val: TrainingData, loss: str, init_from: EstimatorNet | None,
+                  model: EstimatorNet, settings: TrainSettings) -> None:
+    """Errors for a loss, data sets or a starting network that do not fit together."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose from {LOSSES}")
+    if (train.basis_sha256, train.sequence_sha256, train.estimated) != (val.basis_sha256, val.sequence_sha256, val.estimated):
+        raise TrainingError("training and validation sets differ in basis, pulse train or estimated parameters")
+    if init_from is None:
+        return
+    if init_from.architecture() != model.architecture():
+        raise TrainingError(f"init_from architecture {init_from.architecture()} differs from {model.architecture()}")
+    if getattr(init_from, "meta", {}).get("normalization", settings.normalization) != settings.normalization:
+        raise TrainingError("init_from network uses another input normalization")
+
+
+def train_epoch(state: TrainingState, data: _DeviceData, settings: TrainSettings, loss: str, epoch: int
+                ) -> tuple[float, int]:
+    """One pass over the shuffled training set with fresh noise; returns (mean loss, samples used).
+
+    Every optimizer step is followed by the update of the averaged weights.  A non-finite loss stops
+    training with a :class:`TrainingError` naming the epoch and the batch.
+    """
+    model, gen, k_real = state.model, state.generator, data.realizations
+    model.train()
+    lr = float(state.optimizer.param_groups[0]["lr"])
+    n = len(data.coefficients)
+    perm = torch.randperm(n, generator=gen)
+    total, count = 0.0, 0
+    for b, start in enumerate(range(0, n, data.batch_size)):
+        idx = perm[start : start + data.batch_size]
+        if len(idx) < 2:  # BatchNorm needs two samples; a single leftover is dropped
+            continue
+        idx_d = idx.to(data.coefficients.device)
+        y, m2 = draw_noisy(data.coefficients[idx_d], gen, settings.sigma, settings.m0_range, k_real)
+        x = normalize_inputs(y, settings.normalization)
+        crb_b = data.crb[idx_d] * (settings.sigma**2 / m2)[:, None]
+        if k_real is None:
+            est = model(x)
+        else:
+            est = model(x.reshape(-1, x.shape[-1])).reshape(len(idx), k_real, -1)
+        value = compute_loss(loss, est, data.targets[idx_d], crb_b, lam=settings.lam, delta=settings.delta)
+        v = float(value.detach())
+        if not math.isfinite(v):
+            bad_inputs = int((~torch.isfinite(x)).any(dim=-1).sum())
+            raise TrainingError(
+                f"non-finite {loss} loss ({v}) at epoch {epoch}, batch {b + 1} (lr {lr:g}); "
+                f"{bad_inputs} non-finite normalized input row(s) in that batch. "
+                "Lower optimizer.lr, set optimizer.grad_clip, or check the data set."
+            )
+        state.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        if settings.grad_clip_factor:
+            clip_adaptive(model, state.recent_norms, settings.grad_clip_factor)
+        state.optimizer.step()
+        state.ema.update_parameters(model)
+        total += v * len(idx)
+        count += len(idx)
+    state.scheduler.step()
+    return total / max(count, 1), count
+
+
+def validate_epoch(state: TrainingState, val_set: ValidationSet, names: Sequence[str], loss: str, epoch: int
+                   ) -> dict[str, float]:
+    """Validation metrics of the averaged weights; keeps them as ``best`` when their loss is the lowest."""
+    metrics = validation_metrics(state.ema.module, val_set, names, loss=loss)
+    if metrics["val_loss"] < state.best["val_loss"] or state.best["state"] is None:
+        state.best = {"epoch": epoch, "val_loss": metrics["val_loss"],
+                      "state": {k: v.detach().cpu().clone() for k, v in state.ema.module.state_dict().items()}}
+    return metrics
+
+
+def finish(state: TrainingState, settings: TrainSettings, loss: str, data: TrainingData) -> EstimatorNet:
+    """The selected network (best validated averaged weights) on the CPU in eval mode, with its meta."""
+    model = state.model
+    if state.best["state"] is not None:
+        model.load_state_dict(state.best["state"])
+    model.cpu().eval()
+    model.meta = build_meta(model, settings, loss, data)  # type: ignore[assignment]
+    model.meta["selected_epoch"] = int(state.best["epoch"])  # type: ignore[index]
+    model.meta["selected_val_loss"] = float(state.best["val_loss"])  # type: ignore[index]
+    return model
+
+
 def train_network(
     train: TrainingData,
     val: TrainingData,
@@ -197,6 +361,8 @@ def train_network(
 ) -> tuple[EstimatorNet, list[dict[str, float]]]:
     """Train one network; return the model (on CPU, eval mode, with ``.meta``) and the per-epoch history.
 
+    The phases: set up (or resume from a checkpoint), then per epoch :func:`train_epoch`,
+    :func:`validate_epoch`, a history row and, when due, a checkpoint; finally :func:`finish`.
     After every optimizer step an exponential moving average of the weights (``settings.ema_decay``,
     :func:`averaged_model`) is updated; after every epoch that average is validated
     (:func:`validation_metrics`), and the returned model is the average of the epoch with the lowest
@@ -220,157 +386,58 @@ def train_network(
         TrainingError: a non-finite loss (naming epoch and batch) or mismatched data sets.
         Interrupted: ``should_stop`` became true (the checkpoint allows a resume).
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose from {LOSSES}")
     device = torch.device(device)
-    if (train.basis_sha256, train.sequence_sha256, train.estimated) != (val.basis_sha256, val.sequence_sha256, val.estimated):
-        raise TrainingError("training and validation sets differ in basis, pulse train or estimated parameters")
     train = train.subset(settings.max_train_samples)
-    names = train.estimated
     model = init_model(settings, train)
-    init_tag = ""
+    _check_inputs(train, val, loss, init_from, model, settings)
     if init_from is not None:
-        if init_from.architecture() != model.architecture():
-            raise TrainingError(f"init_from architecture {init_from.architecture()} differs from {model.architecture()}")
-        if getattr(init_from, "meta", {}).get("normalization", settings.normalization) != settings.normalization:
-            raise TrainingError("init_from network uses another input normalization")
         model.load_state_dict(init_from.state_dict())
-        init_tag = hashlib.sha256(
-            b"".join(v.detach().cpu().contiguous().numpy().tobytes() for v in init_from.state_dict().values())
-        ).hexdigest()
     model.to(device)
-    ema = averaged_model(model, settings.ema_decay)
-    best: dict[str, Any] = {"epoch": 0, "val_loss": math.inf, "state": None}
-    recent_norms: list[float] = []  # gradient norms of the last steps (adaptive clipping)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma)
-    gen = torch.Generator().manual_seed(derive_seed(settings.seed, "noise"))
-    history: list[dict[str, float]] = []
-    start_epoch, wall_before = 0, 0.0
-    fingerprint = _fingerprint(settings, loss, train, val, init_tag)
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ckpt.get("fingerprint") != fingerprint:
-            log.warning("checkpoint %s is for other settings or data; starting afresh", ckpt_path)
-        else:
-            model.load_state_dict(ckpt["model"])
-            ema.load_state_dict(ckpt["ema"])
-            best = dict(ckpt["best"])
-            recent_norms = list(ckpt.get("recent_norms", []))
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            gen.set_state(ckpt["generator"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            if torch.cuda.is_available() and ckpt.get("cuda_rng"):
-                torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-            history = list(ckpt["history"])
-            start_epoch = int(ckpt["epoch"])
-            wall_before = float(ckpt["wall_time_s"])
-            log.info("resumed from %s after epoch %d", ckpt_path, start_epoch)
+    state = TrainingState.start(model, settings)
+    run_fingerprint = fingerprint(settings, loss, train, val, _weights_hash(init_from) if init_from else "")
+    ckpt_path = checkpoint_path(checkpoint_dir)
+    ckpt = load_checkpoint(ckpt_path, run_fingerprint)
+    if ckpt is not None:
+        state.load_state_dict(ckpt)
+        log.info("resumed from %s after epoch %d", ckpt_path, state.epoch)
 
-    coeffs = train.coefficients.to(device)
-    targets = train.targets.to(device)
-    crb = train.crb.to(device)
+    data = _DeviceData.of(train, settings, loss, device)
     val_set = make_validation_set(val, settings, device)
-    n = len(train)
-    bs = min(settings.batch_size, n)
-    k_real = settings.realizations if loss == "bias_reduced" else None
+    names = train.estimated
     log.info(
         "training %r: %d signals, %d validation, %d weights, device %s, epochs %d, batch %d%s",
-        loss, n, len(val), count_weights(model), device, settings.epochs, bs,
-        f" x {k_real} realizations" if k_real else "",
+        loss, len(train), len(val), count_weights(model), device, settings.epochs, data.batch_size,
+        f" x {data.realizations} realizations" if data.realizations else "",
     )
-    t_run = time.perf_counter()
-    epochs_this_run = 0
-    for epoch in range(start_epoch + 1, settings.epochs + 1):
+    t_run, wall_before, first_epoch = time.perf_counter(), state.wall_time_s, state.epoch + 1
+    for epoch in range(first_epoch, settings.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        lr = float(opt.param_groups[0]["lr"])
-        perm = torch.randperm(n, generator=gen)
-        total, count = 0.0, 0
-        for b, start in enumerate(range(0, n, bs)):
-            idx = perm[start : start + bs]
-            if len(idx) < 2:  # BatchNorm needs two samples; a single leftover is dropped
-                continue
-            idx_d = idx.to(device)
-            y, m2 = draw_noisy(coeffs[idx_d], gen, settings.sigma, settings.m0_range, k_real)
-            x = normalize_inputs(y, settings.normalization)
-            crb_b = crb[idx_d] * (settings.sigma**2 / m2)[:, None]
-            if k_real is None:
-                est = model(x)
-            else:
-                est = model(x.reshape(-1, x.shape[-1])).reshape(len(idx), k_real, -1)
-            value = compute_loss(loss, est, targets[idx_d], crb_b, lam=settings.lam, delta=settings.delta)
-            v = float(value.detach())
-            if not math.isfinite(v):
-                bad_inputs = int((~torch.isfinite(x)).any(dim=-1).sum())
-                raise TrainingError(
-                    f"non-finite {loss} loss ({v}) at epoch {epoch}, batch {b + 1} (lr {lr:g}); "
-                    f"{bad_inputs} non-finite normalized input row(s) in that batch. "
-                    "Lower optimizer.lr, set optimizer.grad_clip, or check the data set."
-                )
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            if settings.grad_clip_factor:
-                clip_adaptive(model, recent_norms, settings.grad_clip_factor)
-            opt.step()
-            ema.update_parameters(model)
-            total += v * len(idx)
-            count += len(idx)
-        sched.step()
+        lr = float(state.optimizer.param_groups[0]["lr"])
+        train_loss, count = train_epoch(state, data, settings, loss, epoch)
         t_train = time.perf_counter() - t0
-        metrics = validation_metrics(ema.module, val_set, names, loss=loss)
-        if metrics["val_loss"] < best["val_loss"] or best["state"] is None:
-            best = {"epoch": epoch, "val_loss": metrics["val_loss"],
-                    "state": {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}}
-        dt = time.perf_counter() - t0
-        epochs_this_run += 1
-        wall = wall_before + time.perf_counter() - t_run
-        row = {"epoch": epoch, "train_loss": total / max(count, 1), **metrics, "best_epoch": best["epoch"],
-               "lr": lr, "epoch_time_s": dt, "samples_per_s": count / t_train, "wall_time_s": wall}
-        history.append(row)
-        eta = (time.perf_counter() - t_run) / epochs_this_run * (settings.epochs - epoch)
+        metrics = validate_epoch(state, val_set, names, loss, epoch)
+        state.epoch, state.wall_time_s = epoch, wall_before + time.perf_counter() - t_run
+        row = {"epoch": epoch, "train_loss": train_loss, **metrics, "best_epoch": state.best["epoch"], "lr": lr,
+               "epoch_time_s": time.perf_counter() - t0, "samples_per_s": count / t_train,
+               "wall_time_s": state.wall_time_s}
+        state.history.append(row)
+        eta = (time.perf_counter() - t_run) / (epoch - first_epoch + 1) * (settings.epochs - epoch)
         per_param = ", ".join(f"{p} {metrics[f'val_crb_{p}']:.3g}" for p in names)
         log.info(
             "epoch %d/%d  train %s %.4g  val CRB-normalized %.4g (%s)  best epoch %d  lr %.3g  %.0f samples/s  ETA %s",
-            epoch, settings.epochs, loss, row["train_loss"], metrics["val_crb_mean"], per_param, best["epoch"], lr,
+            epoch, settings.epochs, loss, train_loss, metrics["val_crb_mean"], per_param, state.best["epoch"], lr,
             row["samples_per_s"], _fmt_time(eta),
         )
         stop = should_stop is not None and should_stop()
         if ckpt_path is not None and (epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stop):
-            state = {
-                "fingerprint": fingerprint,
-                "epoch": epoch,  # data position: the next epoch starts at its first batch
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "ema": _to_cpu(ema.state_dict()),
-                "best": best,
-                "recent_norms": list(recent_norms),
-                "optimizer": _to_cpu(opt.state_dict()),
-                "scheduler": sched.state_dict(),
-                "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "history": history,
-                "wall_time_s": wall,
-                "settings": settings.to_dict(),
-                "loss": loss,
-            }
-            _atomic_torch_save(state, ckpt_path)
+            save_checkpoint(ckpt_path, {**state.state_dict(), "settings": settings.to_dict(), "loss": loss},
+                            run_fingerprint)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if stop and epoch < settings.epochs:
             raise Interrupted(f"training {loss!r} stopped on request after epoch {epoch}/{settings.epochs}; "
                               f"checkpoint {ckpt_path}; rerun to resume")
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    model.cpu().eval()
-    model.meta = build_meta(model, settings, loss, train)  # type: ignore[assignment]
-    model.meta["selected_epoch"] = int(best["epoch"])  # type: ignore[index]
-    model.meta["selected_val_loss"] = float(best["val_loss"])  # type: ignore[index]
-    return model, history
+    return finish(state, settings, loss, train), state.history
 
 
 def write_history(history: Sequence[Mapping[str, float]], path: str | os.PathLike[str]) -> None:

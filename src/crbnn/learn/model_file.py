@@ -12,7 +12,7 @@ import torch
 from numpy.typing import NDArray
 
 from crbnn import __version__
-from crbnn.learn.checkpoints import _atomic_torch_save
+from crbnn.common.io import write_torch
 from crbnn.learn.data import TrainingData, normalize_inputs
 from crbnn.learn.nets import EstimatorNet, build_from_architecture
 from crbnn.learn.settings import TrainSettings
@@ -47,7 +47,7 @@ def save_model(model: EstimatorNet, path: str | os.PathLike[str]) -> None:
     if not meta:
         raise ValueError("model has no .meta; train it with train_network or load it with load_model")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_torch_save({"state_dict": state, "meta": copy.deepcopy(meta)}, Path(path))
+    write_torch(Path(path), {"state_dict": state, "meta": copy.deepcopy(meta)})
 
 
 class ModelFileError(ValueError):

@@ -254,6 +254,18 @@ def _square(r, sv, smax):
     return rp
 
 
+@njit(**_JIT)
+def _store_exp(rs, r_out, b0, nb):
+    """Write the exponentials of one block (lanes last, 5 x 6) as full 6 x 6 matrices, last row [0 .. 0 1]."""
+    for l in range(nb):
+        for i in range(5):
+            for j in range(6):
+                r_out[b0 + l, i, j] = rs[i, j, l]
+        for j in range(5):
+            r_out[b0 + l, 5, j] = 0.0
+        r_out[b0 + l, 5, 5] = 1.0
+
+
 @njit(parallel=True, **_JIT)
 def _cached_kernel(a, r_out, xc, rc, luc, pivc, dinvc, sc_c, sv_c):
     """exp(a) and, per block, what :func:`crbnn.physics.pulse_cpu` needs for directional derivatives."""
@@ -271,13 +283,7 @@ def _cached_kernel(a, r_out, xc, rc, luc, pivc, dinvc, sc_c, sv_c):
         sc_c[blk] = sc
         sv_c[blk] = sv
         rs = _square(r, sv, smax)[smax]
-        for l in range(nb):
-            for i in range(5):
-                for j in range(6):
-                    r_out[b0 + l, i, j] = rs[i, j, l]
-            for j in range(5):
-                r_out[b0 + l, 5, j] = 0.0
-            r_out[b0 + l, 5, 5] = 1.0
+        _store_exp(rs, r_out, b0, nb)
 
 
 @njit(parallel=True, **_JIT)
@@ -293,13 +299,7 @@ def _kernel(a, e, r_out, l_out):
         tmp = np.empty(shp)
         rp = _square(r, sv, smax)
         rs = rp[smax]
-        for l in range(nb):
-            for i in range(5):
-                for j in range(6):
-                    r_out[b0 + l, i, j] = rs[i, j, l]
-            for j in range(5):
-                r_out[b0 + l, 5, j] = 0.0
-            r_out[b0 + l, 5, 5] = 1.0
+        _store_exp(rs, r_out, b0, nb)
         if k_dirs == 0:
             continue
         # ---- Frechet derivatives, one direction at a time

@@ -385,6 +385,13 @@ def _assemble(
     return signal, torch.stack(cols, dim=-1).reshape(*shape, sig1.shape[-1], len(wrt))
 
 
+def _check_wrt(wrt: Sequence[str], allowed: Sequence[str]) -> None:
+    """A ``KeyError`` naming the first name of ``wrt`` that is not a parameter of the parametrization."""
+    for nm in wrt:
+        if nm not in allowed:
+            raise KeyError(f"wrt: unknown parameter {nm!r}; choose from {tuple(allowed)}")
+
+
 def _prepare(alpha, trf, tr, device):
     alpha_t = _as_tensor(alpha, device).reshape(-1)
     trf_t = _as_tensor(trf, device).reshape(-1)
@@ -421,9 +428,7 @@ def simulate(
     """
     device = _device_of(*params.values(), alpha, trf)
     alpha_t, trf_t, tr = _prepare(alpha, trf, tr, device)
-    for nm in wrt:
-        if nm not in GENERAL_PARAMETERS:
-            raise KeyError(f"wrt: unknown parameter {nm!r}; choose from {GENERAL_PARAMETERS}")
+    _check_wrt(wrt, GENERAL_PARAMETERS)
     p, shape = _broadcast_params(params, GENERAL_PARAMETERS, device)
     for nm, v in p.items():
         if v.is_complex():
@@ -470,9 +475,7 @@ def simulate_paper(
     names = ("M0",) + TISSUE_PARAMETERS
     device = _device_of(*params.values(), alpha, trf)
     alpha_t, trf_t, tr = _prepare(alpha, trf, tr, device)
-    for nm in wrt:
-        if nm not in PAPER_PARAMETERS:
-            raise KeyError(f"wrt: unknown parameter {nm!r}; choose from {PAPER_PARAMETERS}")
+    _check_wrt(wrt, PAPER_PARAMETERS)
     p, shape = _broadcast_params(params, names, device)
     m0 = p.pop("M0").to(torch.complex128)
     t1 = p.pop("T1")
