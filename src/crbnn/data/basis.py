@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crbnn.common.io import PathLike, read_h5, sha256_arrays, write_h5
+
+if TYPE_CHECKING:
+    import torch
 
 
 class BasisError(ValueError):
@@ -160,6 +163,14 @@ def compress(signal: T, u: Any) -> T:
         ut = ut.to(device=signal.device, dtype=torch.complex128)
         return signal.to(torch.complex128) @ ut.conj()  # type: ignore[return-value]
     return np.asarray(signal) @ np.asarray(u, dtype=np.complex128).conj()  # type: ignore[return-value]
+
+
+def compress_jacobian(jacobian: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """dc/dtheta = U^H ds/dtheta: [..., N, P] -> [..., R, P] (one GEMM over all signals and columns)."""
+    lead, (n, p) = jacobian.shape[:-2], jacobian.shape[-2:]
+    flat = jacobian.reshape(-1, n, p).permute(1, 0, 2).reshape(n, -1)
+    out = u.conj().transpose(0, 1) @ flat  # [R, S P]
+    return out.reshape(u.shape[1], -1, p).permute(1, 0, 2).reshape(*lead, u.shape[1], p)
 
 
 def simulate_dictionary(

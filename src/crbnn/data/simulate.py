@@ -18,6 +18,7 @@ import torch
 
 from crbnn.common.device import resolve_device
 from crbnn.common.parameters import PAPER_PARAMETERS, TISSUE_PARAMETERS
+from crbnn.data.basis import compress, compress_jacobian
 from crbnn.physics.crb import crb as crb_diag
 from crbnn.physics.r2sl import R2slTable
 from crbnn.physics.signal import simulate_paper
@@ -30,19 +31,6 @@ DEFAULT_ESTIMATED = ("m0s", "T1", "T2f")
 
 #: The paper's regime (crbnn.config.regime): complex M0, omega0 and B1 unknown, Rex and T2s known.
 DEFAULT_NUISANCE = ("M0_re", "M0_im", "omega0", "B1")
-
-
-def compress(signal: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Subspace coefficients c = U^H s: signal [..., N] -> [..., R] (Jacobians: :func:`compress_jacobian`)."""
-    return signal @ u.conj()
-
-
-def compress_jacobian(jacobian: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """dc/dtheta = U^H ds/dtheta: [..., N, P] -> [..., R, P] (one GEMM over all signals and columns)."""
-    lead, (n, p) = jacobian.shape[:-2], jacobian.shape[-2:]
-    flat = jacobian.reshape(-1, n, p).permute(1, 0, 2).reshape(n, -1)
-    out = u.conj().transpose(0, 1) @ flat  # [R, S P]
-    return out.reshape(u.shape[1], -1, p).permute(1, 0, 2).reshape(*lead, u.shape[1], p)
 
 
 def table_to_params(table: np.ndarray | torch.Tensor, device: torch.device, m0: complex = 1.0) -> dict[str, torch.Tensor]:

@@ -356,7 +356,7 @@ class PaperModel:
         return p
 
     def __call__(self, theta: torch.Tensor, jacobian: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        from crbnn.data.simulate import compress_jacobian
+        from crbnn.data.basis import compress_jacobian
         from crbnn.physics.signal import simulate_paper
 
         theta = torch.as_tensor(theta, dtype=torch.float64).to(self.device)
