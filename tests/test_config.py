@@ -213,3 +213,16 @@ def test_rule_params_are_stable(default) -> None:
     assert repr(settings.nlls_bounds(cfg, tr)) == repr(settings.nlls_bounds(again, tr))
     json.dumps(settings.nlls_bounds(cfg, tr))
 
+
+NLLS_RULES = ["fit_nlls_grid", "evaluate_test_set", "evaluate_snr_sweep", "fit_image_nlls", "infer_image"]
+
+
+def test_every_nlls_fit_gets_its_bounds_from_one_call() -> None:
+    """The rules of every NLLS fit (and infer_image's clipping) pass ``bounds=nlls_bounds``
+    (crbnn.config.settings.nlls_bounds); no workflow script derives bounds itself."""
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    for rule in NLLS_RULES:
+        body = re.search(rf"^rule {rule}:\n(.*?)(?=^\S|\Z)", rules, re.S | re.M)
+        assert body is not None and "bounds=nlls_bounds," in body.group(1), rule
+    for script in (REPO / "workflow" / "scripts").glob("*.py"):
+        assert "bounds_from_priors" not in script.read_text(), script.name
