@@ -142,6 +142,17 @@ def test_nlls_bounds_overrides_win(default) -> None:
     assert bounds["T1"] == (0.5, 2.0) and bounds["m0s"] == settings.nlls_bounds(default[0], tr)["m0s"]
 
 
+def test_nlls_nominal_and_model_meta(default, nine_unknown) -> None:
+    cfg, tr = default
+    meta = settings.nlls_model_meta(cfg, tr)
+    assert json.loads(json.dumps(meta)) == meta  # plain JSON: lists, floats, strings
+    assert meta["nominal"] == {**cfg["nlls"]["nominal"], "Rex": 13.6, "T2s": 1.25e-5}
+    assert set(meta["nominal"]) == {"m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1"}
+    assert meta["bounds"] == {p: list(b) for p, b in settings.nlls_bounds(cfg, tr).items()}
+    cfg9, tr9 = nine_unknown
+    assert {"Rex", "T2s"} <= set(settings.nlls_model_meta(cfg9, tr9)["bounds"])  # fitted in that regime
+
+
 def test_known_tissue_values(default, nine_unknown) -> None:
     assert settings.known_tissue_values(default[0]) == {"Rex": 13.6, "T2s": 1.25e-5}
     assert settings.known_tissue_values(nine_unknown[0]) == {}
@@ -210,8 +221,9 @@ def test_rule_params_are_stable(default) -> None:
     for f in (settings.nlls_solver_settings, settings.known_tissue_values, settings.summary_config):
         assert repr(f(cfg)) == repr(f(again)), f.__name__
         json.dumps(f(cfg))
-    assert repr(settings.nlls_bounds(cfg, tr)) == repr(settings.nlls_bounds(again, tr))
-    json.dumps(settings.nlls_bounds(cfg, tr))
+    for g in (settings.nlls_bounds, settings.nlls_model_meta):
+        assert repr(g(cfg, tr)) == repr(g(again, tr)), g.__name__
+        json.dumps(g(cfg, tr))
 
 
 NLLS_RULES = ["fit_nlls_grid", "evaluate_test_set", "evaluate_snr_sweep", "fit_image_nlls", "infer_image"]

@@ -131,3 +131,8 @@ def nlls_solver_settings():
 def nlls_bounds(wildcards=None):
     """NLLS box bounds (SI) of every fit (grids, test set, SNR sweep, images): priors' support and nlls.bounds."""
     return derived.nlls_bounds(config, SEQUENCE_TR)
+
+
+def nlls_model_meta(wildcards=None):
+    """NLLS nominal values and bounds that train_network stores in the model file (meta["nlls"])."""
+    return derived.nlls_model_meta(config, SEQUENCE_TR)

@@ -108,7 +108,8 @@ def nlls_bounds(config: Mapping[str, Any], tr: float) -> dict[str, tuple[float, 
     the priors' support (``priors.parameters``, ``tr`` in s for priors in units of pi/TR), where
     ``nlls.bounds`` does not override it (:func:`crbnn.estimate.nlls.bounds_from_priors`).
 
-    The one source of the bounds of every fit (grids, test set, SNR sweep, images).
+    The one source of the bounds of every fit (grids, test set, SNR sweep, images) and of the
+    bounds stored in a model file (:func:`nlls_model_meta`).
 
     >>> r2f = {"dist": "uniform", "low": 4.0, "high": 50.0, "transform": "reciprocal"}
     >>> cfg = {"priors": {"parameters": {"T1": {"dist": "uniform", "low": 0.4, "high": 2.5}, "T2f": r2f}},
@@ -120,6 +121,35 @@ def nlls_bounds(config: Mapping[str, Any], tr: float) -> dict[str, tuple[float, 
 
     nlls = config["nlls"]
     return bounds_from_priors(config["priors"]["parameters"], tr, nlls["fit"], nlls["bounds"])
+
+
+def nlls_nominal(config: Mapping[str, Any]) -> dict[str, float]:
+    """Nominal values (SI) of every tissue parameter: ``nlls.nominal`` with the known parameters at
+    their known values (:func:`known_tissue_values`; the config checks make them agree).
+
+    >>> cfg = {"model": {"estimated": ["m0s", "T1", "T2f"], "nuisance": ["M0_re", "M0_im", "Rex", "omega0", "B1"]},
+    ...        "priors": {"parameters": {"T2s": {"dist": "fixed", "value": 1.2e-5}}},
+    ...        "nlls": {"nominal": {"T1": 1.2, "Rex": 13.6, "T2s": 1.25e-5}}}
+    >>> nlls_nominal(cfg)
+    {'T1': 1.2, 'Rex': 13.6, 'T2s': 1.2e-05}
+    """
+    nominal = {p: float(v) for p, v in config["nlls"]["nominal"].items()}
+    return {**nominal, **known_tissue_values(config)}
+
+
+def nlls_model_meta(config: Mapping[str, Any], tr: float) -> dict[str, dict[str, Any]]:
+    """What ``crbnn infer`` needs for its sqrt(CRB) and residual maps, stored in a trained model's
+    metadata as ``meta["nlls"]``: ``nominal`` (:func:`nlls_nominal`) and ``bounds`` (SI, ``{p: [low,
+    high]}``, :func:`nlls_bounds`).
+
+    >>> cfg = {"model": {"estimated": ["m0s", "T1", "T2f"], "nuisance": ["Rex", "T2s", "omega0", "B1"]},
+    ...        "priors": {"parameters": {"T1": {"dist": "uniform", "low": 0.4, "high": 2.5}}},
+    ...        "nlls": {"fit": ["T1"], "bounds": {}, "nominal": {"T1": 1.2}}}
+    >>> nlls_model_meta(cfg, 3.5e-3)
+    {'nominal': {'T1': 1.2}, 'bounds': {'T1': [0.4, 2.5]}}
+    """
+    bounds = {p: [float(lo), float(hi)] for p, (lo, hi) in nlls_bounds(config, tr).items()}
+    return {"nominal": nlls_nominal(config), "bounds": bounds}
 
 
 # ---------------------------------------------------------------------------- evaluation
