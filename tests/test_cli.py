@@ -12,7 +12,9 @@ import torch
 
 from crbnn.common.io import read_nifti, write_h5, write_nifti
 from crbnn.data.basis import Basis
-from crbnn.images.cli import main
+from crbnn.data.sequence import Sequence, save_sequence
+from crbnn.images import cli
+from crbnn.images.cli import DEFAULT_BOUNDS, DEFAULT_NOMINAL, build_parser, main
 from crbnn.learn.model_file import save_model
 from crbnn.learn.nets import EstimatorNet
 
@@ -78,3 +80,48 @@ def test_python_dash_m_entry_point(files):
                         str(d / "c.nii.gz"), "--out", str(d / "o2")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (d / "o2" / "m0s.nii.gz").exists()
+
+
+NLLS_META = {"nominal": {"m0s": 0.1, "T1": 1.0, "T2f": 0.05, "Rex": 13.6, "T2s": 1.25e-5, "omega0": 5.0, "B1": 0.9},
+             "bounds": {"m0s": [0.0, 0.3], "T1": [0.5, 2.0], "T2f": [0.02, 0.2], "omega0": [-800.0, 800.0],
+                        "B1": [0.7, 1.2]}}
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_infer_uses_the_nlls_settings_of_the_model_file(files, monkeypatch, caplog, stored):
+    """sqrt(CRB)/residual use the nominal values and bounds in meta["nlls"]; an older model file
+    without them falls back to DEFAULT_NOMINAL / DEFAULT_BOUNDS with a warning."""
+    import crbnn.images.maps
+    import crbnn.physics.r2sl
+
+    d, _ = files
+    seq = Sequence(np.linspace(0.5, 1.0, 6), np.full(6, 5e-4), 3.5e-3)
+    save_sequence(seq, d / "seq.h5")
+    blob = torch.load(d / "model.pt", weights_only=True)
+    blob["meta"].update(sequence_sha256=seq.sha256, known={"Rex": 13.6, "T2s": 1.25e-5},
+                        nuisance=["M0_re", "M0_im", "omega0", "B1"])
+    if stored:
+        blob["meta"]["nlls"] = NLLS_META
+    torch.save(blob, d / "model.pt")
+    seen = {}
+
+    def fake_uncertainty_maps(image, maps, evaluated, sequence, u, nominal, bounds, sigma, r2sl=None, nuisance=()):
+        seen.update(nominal=dict(nominal), bounds=dict(bounds), nuisance=tuple(nuisance))
+        return {}, 1.0, "given"
+
+    monkeypatch.setattr(crbnn.images.maps, "uncertainty_maps", fake_uncertainty_maps)
+    monkeypatch.setattr(crbnn.physics.r2sl, "default_table", lambda: None)
+    args = build_parser().parse_args(["infer", "--model", str(d / "model.pt"), "--coefficients", str(d / "c.nii.gz"),
+                                      "--out", str(d / "out"), "--basis", str(d / "basis.h5"),
+                                      "--sequence", str(d / "seq.h5"), "--sigma", "1.0"])
+    with caplog.at_level("WARNING", logger="crbnn"):
+        info = cli.infer(args)
+    warned = [r for r in caplog.records if "defaults of crbnn infer" in r.getMessage()]
+    assert seen["nuisance"] == ("M0_re", "M0_im", "omega0", "B1")
+    if stored:
+        assert seen["nominal"] == NLLS_META["nominal"] and not warned
+        assert seen["bounds"] == {p: tuple(b) for p, b in NLLS_META["bounds"].items()}
+        assert info["nuisance"] == {"Rex": 13.6, "T2s": 1.25e-5, "omega0": 5.0, "B1": 0.9}
+    else:
+        assert seen["nominal"] == DEFAULT_NOMINAL and seen["bounds"] == DEFAULT_BOUNDS
+        assert len(warned) == 1 and "model.pt" in warned[0].getMessage()

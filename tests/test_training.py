@@ -172,13 +172,15 @@ def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path
     scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
     cfg = {"seed": 1, "normalization": "l2", "checkpoint_every": 1, "network": {"preset": "tiny"},
            "optimizer": {"epochs": 2, "batch_size": 128}}
+    nlls = {"nominal": {"m0s": 0.15, "T1": 1.2}, "bounds": {"m0s": [0.0, 0.35], "T1": [0.4, 2.5]}}  # nlls_model_meta
     out = tmp_path / "train_network" / "crb"
     train = runpy.run_path(str(scripts / "train_network.py"))["main"]
     train(ScriptArgs(input={"train": str(toy["train"]), "val": str(toy["val"])},
                      output={"model": str(out / "model.pt"), "history": str(out / "history.csv")},
-                     params={"settings": settings_for_loss(cfg, "crb"), "device": "cpu"},
+                     params={"settings": settings_for_loss(cfg, "crb"), "device": "cpu", "nlls": nlls},
                      log=[str(tmp_path / "train.log")], wildcards={"loss": "crb"}))
     assert (out / "model.pt").exists() and (out / "checkpoints" / "last.pt").exists()  # kept (docstring)
+    assert torch.load(out / "model.pt", weights_only=True)["meta"]["nlls"] == nlls  # for crbnn infer
     assert "samples/s" in (tmp_path / "train.log").read_text()
     assert len((out / "history.csv").read_text().splitlines()) == 3
     evaluate = runpy.run_path(str(scripts / "evaluate_network.py"))["main"]

@@ -1,17 +1,18 @@
 # Shared helpers of the workflow: config validation, the target registry and input functions.
-# Python helpers live here only; rules stay declarative (no lambdas).
+# Python helpers live here only; rules stay declarative (no lambdas).  What they derive from the
+# config is computed by crbnn.config.settings (imported as `derived`, tested there); the functions
+# here only bind it to this workflow's config, TR and wildcards.
 
 import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from crbnn.config import settings as derived
 from crbnn.config.checks import ConfigError
 from crbnn.config.checks import validate_config as check_and_resolve
 from crbnn.data.inputs import INPUTS
 from crbnn.common.logs import prepend_pythonpath
-from crbnn.config.regime import known_values
-from crbnn.common.seeds import derive_seed
 
 SCHEMA_DIR = Path(workflow.basedir) / "workflow" / "schemas"
 ENVS = Path(workflow.basedir) / "envs"
@@ -87,24 +88,21 @@ def basis_source(wildcards=None):
 
 def n_shards(wildcards):
     """Number of simulate_shard jobs of table ``wildcards.name``."""
-    tables = config["simulate"]["tables"]
-    if wildcards.name in tables:
-        return tables[wildcards.name]["shards"]
-    return config["simulate"]["grid_shards"]
+    return derived.n_shards(config, wildcards.name)
 
 
 def table_size(wildcards):
     """Number of rows of sampled table ``wildcards.name``."""
-    return config["simulate"]["tables"][wildcards.name]["n"]
+    return derived.table_size(config, wildcards.name)
 
 
 def table_seed(wildcards):
     """Seed of sampled table ``wildcards.name``, derived from simulate.seed and the name."""
-    return derive_seed(config["simulate"]["seed"], wildcards.name)
+    return derived.table_seed(config, wildcards.name)
 
 
 def basis_seed(wildcards=None):
-    return derive_seed(config["simulate"]["seed"], "basis")
+    return derived.basis_seed(config)
 
 
 def shard_paths(wildcards):
@@ -117,25 +115,24 @@ def shard_paths(wildcards):
 
 def known_tissue_values(wildcards=None):
     """Values of the tissue parameters the model holds known (crbnn.config.regime), from their fixed priors."""
-    model = config["model"]
-    return known_values(
-        config["priors"]["parameters"], model["estimated"], model["nuisance"]
-    )
+    return derived.known_tissue_values(config)
 
 
 def gpu_request(wildcards=None):
     """GPUs per GPU-capable job: compute.gpus unless the device is the CPU."""
-    return 0 if config["compute"]["device"] == "cpu" else config["compute"]["gpus"]
+    return derived.gpu_request(config)
 
 
 def nlls_solver_settings():
-    """The NLLS settings every fit uses: config['nlls'] without the grid-subset keys.
+    """The NLLS settings every fit uses: config['nlls'] without the grid-subset keys."""
+    return derived.nlls_solver_settings(config)
 
-    Passing only these to the image and test-set fits keeps a change of the grid subset from
-    rerunning them.
-    """
-    return {
-        k: v
-        for k, v in config["nlls"].items()
-        if k not in ("grid_realizations", "grid_stride")
-    }
+
+def nlls_bounds(wildcards=None):
+    """NLLS box bounds (SI) of every fit (grids, test set, SNR sweep, images): priors' support and nlls.bounds."""
+    return derived.nlls_bounds(config, SEQUENCE_TR)
+
+
+def nlls_model_meta(wildcards=None):
+    """NLLS nominal values and bounds that train_network stores in the model file (meta["nlls"])."""
+    return derived.nlls_model_meta(config, SEQUENCE_TR)

@@ -59,8 +59,8 @@ rule fit_nlls_grid:
         sigma=config["evaluate"]["sigma"],
         random_phase=config["evaluate"]["random_phase"],
         seed=grid_seed,
-        priors=config["priors"]["parameters"],
         nlls=config["nlls"],
+        bounds=nlls_bounds,
         device=config["compute"]["device"],
     script:
         "../scripts/fit_nlls_grid.py"
@@ -123,10 +123,10 @@ rule evaluate_test_set:
         nlls_samples=config["evaluate"]["test_set"]["nlls_samples"],
         m0_range=config["evaluate"]["test_set"]["m0_range"],
         sigma=config["evaluate"]["sigma"],
-        seed=derive_seed(config["evaluate"]["seed"], "test_set"),
+        seed=derived.evaluation_seed(config, "test_set"),
         batch_size=config["evaluate"]["batch_size"],
-        priors=config["priors"]["parameters"],
         nlls=nlls_solver_settings(),
+        bounds=nlls_bounds,
         device=config["compute"]["device"],
     script:
         "../scripts/evaluate_test_set.py"
@@ -185,10 +185,10 @@ rule evaluate_snr_sweep:
         networks=NETWORKS,
         sweep=config["evaluate"]["snr_sweep"],
         sigma=config["evaluate"]["sigma"],
-        seed=derive_seed(config["evaluate"]["seed"], "snr_sweep"),
+        seed=derived.evaluation_seed(config, "snr_sweep"),
         batch_size=config["evaluate"]["batch_size"],
-        priors=config["priors"]["parameters"],
         nlls=nlls_solver_settings(),
+        bounds=nlls_bounds,
         device=config["compute"]["device"],
     script:
         "../scripts/evaluate_snr_sweep.py"

@@ -10,7 +10,7 @@ NETWORKS = [e for e in ESTIMATORS if e != "nlls"]
 
 def grid_seed(wildcards):
     """Noise seed of grid ``wildcards.grid``, derived from evaluate.seed and the grid name."""
-    return derive_seed(config["evaluate"]["seed"], f"grid_{wildcards.grid}")
+    return derived.grid_seed(config, wildcards.grid)
 
 
 def grid_inputs(wildcards):

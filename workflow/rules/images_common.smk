@@ -2,9 +2,7 @@
 # input/params functions of its rules.  Kept apart from the rules (snakemake --lint).
 
 
-IMAGE_NETWORKS = [
-    e for e in config["images"]["estimators"] if e in config["train"]["losses"]
-]
+IMAGE_NETWORKS = derived.image_networks(config)
 IMAGE_ESTIMATORS = ["nlls", *IMAGE_NETWORKS]
 ESTIMATE_MAPS = ["m0s", "T1", "T2f"]
 UNCERTAINTY_MAPS = [f"sqrt_crb_{p}" for p in ESTIMATE_MAPS] + ["residual"]
@@ -29,20 +27,7 @@ def image_inputs(wildcards):
 
 def image_voxels(wildcards):
     """Voxel subsampling of the per-voxel physics (NLLS, sqrt(CRB), residual) of an image."""
-    key = "invivo_voxels" if wildcards.image == "invivo" else "phantom_voxels"
-    return config["images"][key]
-
-
-def nlls_bounds(wildcards=None):
-    """NLLS box bounds (SI) from the priors' support and nlls.bounds."""
-    from crbnn.estimate.nlls import bounds_from_priors
-
-    return bounds_from_priors(
-        config["priors"]["parameters"],
-        SEQUENCE_TR,
-        config["nlls"]["fit"],
-        config["nlls"]["bounds"],
-    )
+    return derived.image_voxels(config, wildcards.image)
 
 
 def image_truth(wildcards):

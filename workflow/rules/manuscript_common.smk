@@ -1,6 +1,5 @@
 # Helpers of the manuscript stage (included by manuscript.smk): names of the inputs and the
 # configuration values the manuscript quotes.  Kept apart from the rules (snakemake --lint).
-import math
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -8,8 +7,6 @@ from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 
 from crbnn.report.manuscript import ManuscriptError, decide_pdf
-from crbnn.config.regime import regime_description
-from crbnn.evaluate.snr_sweep import INTERVAL_PERCENT
 
 MANUSCRIPT_LOSSES = list(config["train"]["losses"])
 MANUSCRIPT_GRIDS = list(config["grids"]["sets"])
@@ -36,59 +33,13 @@ def warn_pdf_skipped(log=None):
 
 def summary_config(wildcards=None):
     """The configuration values that the manuscript quotes (results/summary.json, section config)."""
-    tables = config["simulate"]["tables"]
-    known = known_tissue_values()
-    return {
-        "sequence_source": config["sequence"]["source"],
-        "basis_source": config["basis"]["source"],
-        "rank": config["basis"]["rank"],
-        "n_train": tables["train"]["n"],
-        "n_val": tables["val"]["n"],
-        "n_test": tables["test"]["n"],
-        "estimated": config["model"]["estimated"],
-        "nuisance": config["model"]["nuisance"],
-        "losses": MANUSCRIPT_LOSSES,
-        "train_sigma": config["train"]["noise"]["sigma"],
-        "train_m0_min": config["train"]["noise"]["m0_min"],
-        "train_m0_max": config["train"]["noise"]["m0_max"],
-        "network": config["train"]["network"].get("preset", "custom"),
-        "epochs": config["train"]["optimizer"]["epochs"],
-        "batch_size": config["train"]["optimizer"]["batch_size"],
-        "lr": config["train"]["optimizer"]["lr"],
-        "sigma": config["evaluate"]["sigma"],
-        "M0_abs": config["evaluate"]["M0_abs"],
-        "grids": {
-            g: {
-                "points": math.prod(a["num"] for a in s["axes"].values()),
-                "realizations": s["realizations"],
-            }
-            for g, s in config["grids"]["sets"].items()
-        },
-        "nlls_grid_realizations": config["nlls"]["grid_realizations"],
-        "test_realizations": config["train"]["test"]["realizations"],
-        "priors": config["priors"]["parameters"],
-        "known": known,
-        "regime": regime_description(
-            config["model"]["estimated"],
-            config["model"]["nuisance"],
-            known,
-        ),
-        "ema_decay": config["train"]["optimizer"]["ema_decay"],
-        "snr_sweep_snrs": config["evaluate"]["snr_sweep"]["snrs"],
-        "snr_sweep_realizations": config["evaluate"]["snr_sweep"]["realizations"],
-        "snr_sweep_nlls_samples": config["evaluate"]["snr_sweep"]["nlls_samples"],
-        "snr_sweep_nlls_realizations": config["evaluate"]["snr_sweep"][
-            "nlls_realizations"
-        ],
-        "snr_sweep_interval_percent": INTERVAL_PERCENT,
-    }
+    return derived.summary_config(config)
 
 
 def invivo_regions_json(wildcards=None):
     """The in vivo region statistics (summary.json section invivo) when the images stage maps the
     in vivo slice with NLLS; nothing otherwise."""
-    images = config.get("images", {})
-    if "invivo" in images.get("images", []) and "nlls" in images.get("estimators", []):
+    if derived.maps_invivo_with_nlls(config):
         return ["results/images/invivo/regions.json"]
     return []
 

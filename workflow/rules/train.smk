@@ -30,6 +30,7 @@ rule train_network:
         runtime=24 * 60,
     params:
         settings=train_settings,
+        nlls=nlls_model_meta,
         device=config["compute"]["device"],
     script:
         "../scripts/train_network.py"

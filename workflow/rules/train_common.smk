@@ -13,9 +13,6 @@ def train_settings(wildcards):
 
 def train_init(wildcards):
     """The crb network that bias_reduced fine-tunes (train.bias_reduced.init_from_crb), else nothing."""
-    if (
-        wildcards.loss == "bias_reduced"
-        and config["train"]["bias_reduced"]["init_from_crb"]
-    ):
+    if derived.fine_tunes_from_crb(config, wildcards.loss):
         return {"init": "results/train_network/crb/model.pt"}
     return {}

@@ -1,4 +1,7 @@
-"""Every estimator against the CRB at several SNRs on the test set (rule evaluate_snr_sweep)."""
+"""Every estimator against the CRB at several SNRs on the test set (rule evaluate_snr_sweep).
+
+NLLS uses ``params.nlls`` (solver settings) and ``params.bounds`` (crbnn.config.settings.nlls_bounds).
+"""
 
 from crbnn.common.device import resolve_device, set_threads
 from crbnn.common.io import atomic_write
@@ -6,7 +9,7 @@ from crbnn.common.logs import setup_logging
 from crbnn.data.basis import load_basis
 from crbnn.data.datasets import read_dataset
 from crbnn.data.sequence import load_sequence
-from crbnn.estimate.nlls import bounds_from_priors, nlls_estimator, worker_processes
+from crbnn.estimate.nlls import nlls_estimator, worker_processes
 from crbnn.evaluate.grid import network_estimator, write_netcdf
 from crbnn.evaluate.snr_sweep import SweepEstimator, evaluate_snr_sweep, sweep_table
 from crbnn.physics.r2sl import R2slTable
@@ -27,8 +30,7 @@ def main(snakemake):
             if s["nlls_samples"] == 0:
                 continue
             seq = load_sequence(snakemake.input.sequence)
-            bounds = bounds_from_priors(p.priors, seq.tr, p.nlls["fit"], p.nlls["bounds"])
-            f = nlls_estimator(seq, load_basis(snakemake.input.basis).u, p.nlls, bounds, estimated,
+            f = nlls_estimator(seq, load_basis(snakemake.input.basis).u, p.nlls, p.bounds, estimated,
                                r2sl=R2slTable.load(snakemake.input.r2sl), device=device,
                                workers=worker_processes(device, snakemake.threads), log=log.info)
             estimators[name] = SweepEstimator(f, s["nlls_samples"], s["nlls_realizations"])

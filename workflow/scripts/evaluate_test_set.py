@@ -1,11 +1,14 @@
-"""Per-sample CRB-normalized errors of every estimator on the test set (rule evaluate_test_set)."""
+"""Per-sample CRB-normalized errors of every estimator on the test set (rule evaluate_test_set).
+
+NLLS uses ``params.nlls`` (solver settings) and ``params.bounds`` (crbnn.config.settings.nlls_bounds).
+"""
 
 from crbnn.common.device import resolve_device, set_threads
 from crbnn.common.logs import setup_logging
 from crbnn.data.basis import load_basis
 from crbnn.data.datasets import read_dataset
 from crbnn.data.sequence import load_sequence
-from crbnn.estimate.nlls import bounds_from_priors, nlls_estimator, worker_processes
+from crbnn.estimate.nlls import nlls_estimator, worker_processes
 from crbnn.evaluate.grid import network_estimator, write_netcdf
 from crbnn.evaluate.test_set import noisy_test_set, normalized_test_errors
 from crbnn.physics.r2sl import R2slTable
@@ -28,8 +31,7 @@ def main(snakemake):
             seq = load_sequence(snakemake.input.sequence)
             basis = load_basis(snakemake.input.basis)
             r2sl = R2slTable.load(snakemake.input.r2sl)
-            bounds = bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"])
-            f = nlls_estimator(seq, basis.u, n, bounds, estimated, r2sl=r2sl, device=device, workers=workers,
+            f = nlls_estimator(seq, basis.u, n, p.bounds, estimated, r2sl=r2sl, device=device, workers=workers,
                                log=log.info)
             estimators[name] = (f, p.nlls_samples)
         else:

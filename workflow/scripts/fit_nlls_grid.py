@@ -3,6 +3,7 @@
 The noisy coefficients are regenerated exactly as crbnn.evaluate.grid.evaluate_grid draws them (same
 seed, |M0|, sigma), restricted to the documented NLLS subset (first nlls.grid_realizations
 realizations of every nlls.grid_stride-th point); their hash is stored so evaluate_grid can check.
+The box bounds come as ``params.bounds`` (crbnn.config.settings.nlls_bounds, as for every NLLS fit).
 """
 
 import numpy as np
@@ -14,7 +15,7 @@ from crbnn.data.basis import load_basis
 from crbnn.data.datasets import read_dataset, read_parameter_table
 from crbnn.data.grids import read_axes
 from crbnn.data.sequence import load_sequence
-from crbnn.estimate.nlls import bounds_from_priors, fit_nlls_with_settings, worker_processes
+from crbnn.estimate.nlls import fit_nlls_with_settings, worker_processes
 from crbnn.evaluate.grid import grid_subset
 from crbnn.physics.r2sl import R2slTable
 
@@ -34,9 +35,8 @@ def main(snakemake):
                              sigma=p.sigma, seed=p.seed, random_phase=p.random_phase,
                              max_realizations=n["grid_realizations"], stride=n["grid_stride"])
     log.info("NLLS on %d voxels (%d points x %d realizations)", len(y), int(mask.sum()), k)
-    res = fit_nlls_with_settings(y, seq, basis.u, n, bounds_from_priors(p.priors, seq.tr, n["fit"], n["bounds"]),
-                                 r2sl=R2slTable.load(snakemake.input.r2sl), device=device, workers=workers,
-                                 log=log.info)
+    res = fit_nlls_with_settings(y, seq, basis.u, n, p.bounds, r2sl=R2slTable.load(snakemake.input.r2sl),
+                                 device=device, workers=workers, log=log.info)
     estimated = list(attrs["estimated"])
     write_h5(
         snakemake.output[0],

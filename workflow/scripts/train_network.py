@@ -5,6 +5,8 @@ restarted job resumes there.  SIGTERM/SIGINT finish the current epoch, write its
 with status 1 (crbnn.common.interrupt), so the rerun resumes; a resumed job appends to its log.  The final
 checkpoint is kept: if Snakemake discards a finished job's outputs (snakemake itself interrupted),
 the rerun writes the model from it at once instead of retraining.
+``params.nlls`` (optional): the NLLS nominal values and bounds stored in the model file as
+``meta["nlls"]`` for ``crbnn infer`` (crbnn.config.settings.nlls_model_meta).
 Run without Snakemake: ``main(ScriptArgs(input=..., output=..., params=..., wildcards={"loss": ...}))``.
 """
 
@@ -46,6 +48,9 @@ def main(snakemake):
         except Interrupted as e:
             log.error("%s (%s)", e, stop.name)
             sys.exit(1)
+        nlls = snakemake.params.get("nlls")
+        if nlls:  # what crbnn infer needs for sqrt(CRB) and residual maps (crbnn.config.settings.nlls_model_meta)
+            model.meta["nlls"] = {"nominal": dict(nlls["nominal"]), "bounds": dict(nlls["bounds"])}
         write_history(history, snakemake.output.history)
         save_model(model, snakemake.output.model)
     sel = model.meta.get("selected_epoch", len(history))

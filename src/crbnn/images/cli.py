@@ -9,7 +9,9 @@ Example::
 
 writes ``my_maps/m0s.nii.gz``, ``T1.nii.gz`` (s), ``T2f.nii.gz`` (s) (NaN outside the mask) and,
 with ``--sequence`` and ``--basis``, ``sqrt_crb_<p>.nii.gz`` and ``residual.nii.gz`` on the voxels
-selected by ``--stride``/``--box`` (see :mod:`crbnn.images.maps`), plus ``info.json``.
+selected by ``--stride``/``--box`` (see :mod:`crbnn.images.maps`), plus ``info.json``.  Those take
+the nuisance parameters at the NLLS nominal values and clip the estimates into the NLLS bounds that
+the workflow stored in the model file (``meta["nlls"]``, :func:`nlls_settings_of`).
 
 Checks: the image must be 4-D [X, Y, Z, 2R] with the network's R, and ``--basis`` (and
 ``--sequence``) must have the hashes the network was trained with; ``--model`` must be a model file
@@ -29,17 +31,20 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("crbnn")
 
-#: Nuisance values (SI) used for the CRB and residual of a network without an NLLS fit; the
-#: parameters the network's model holds known take their values from ``model.meta["known"]``.
+#: Nuisance values (SI) used for the CRB and residual of a network without an NLLS fit, for a model
+#: file without ``meta["nlls"]["nominal"]`` (written before the workflow stored it); the parameters
+#: the network's model holds known take their values from ``model.meta["known"]``.
 DEFAULT_NOMINAL = {"m0s": 0.15, "T1": 1.2, "T2f": 0.07, "Rex": 13.6, "T2s": 1.25e-5, "omega0": 0.0, "B1": 1.0}
 #: Unknowns of a model file written before the regime was stored in its metadata (all nine).
 LEGACY_NUISANCE = ("M0_re", "M0_im", "Rex", "T2s", "omega0", "B1")
-#: Physics limits the estimates are clipped into before simulating (SI).
+#: Physics limits the estimates are clipped into before simulating (SI), for a model file without
+#: ``meta["nlls"]["bounds"]``.
 DEFAULT_BOUNDS = {"m0s": (0.0, 0.35), "T1": (0.4, 2.5), "T2f": (0.02, 0.25), "Rex": (2.0, 30.0),
                   "T2s": (5e-6, 2.1e-5), "omega0": (-897.6, 897.6), "B1": (0.6, 1.3)}
 
@@ -108,6 +113,33 @@ def earlier_outputs(out: Path, overwrite: bool) -> list[Path]:
     return [out / name for name in present]
 
 
+def nlls_settings_of(
+    meta: Mapping[str, Any], source: str = "model file"
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Nominal values and bounds (SI) of the sqrt(CRB) and residual step for a model's ``meta``.
+
+    From ``meta["nlls"]`` (``nominal``, ``bounds``: what the workflow's NLLS used,
+    crbnn.config.settings.nlls_model_meta), with the known parameters at ``meta["known"]``.  A model
+    file written before these were stored falls back to :data:`DEFAULT_NOMINAL` /
+    :data:`DEFAULT_BOUNDS` with a warning naming ``source``.
+
+    >>> nominal, bounds = nlls_settings_of({"nlls": {"nominal": {"T1": 1.0, "Rex": 14.0}, "bounds": {"T1": [0.5, 2.0]}},
+    ...                                     "known": {"Rex": 13.6}})
+    >>> nominal, bounds
+    ({'T1': 1.0, 'Rex': 13.6}, {'T1': (0.5, 2.0)})
+    """
+    stored = meta.get("nlls") or {}
+    missing = [k for k in ("nominal", "bounds") if not stored.get(k)]
+    if missing:
+        log.warning("%s: its meta has no NLLS %s (a model file written before they were stored); using the "
+                    "defaults of crbnn infer (crbnn.images.cli.DEFAULT_NOMINAL, DEFAULT_BOUNDS)",
+                    source, " and ".join(missing))
+    nominal = {p: float(v) for p, v in (stored.get("nominal") or DEFAULT_NOMINAL).items()}
+    nominal.update({p: float(v) for p, v in meta.get("known", {}).items()})
+    bounds = {p: (float(lo), float(hi)) for p, (lo, hi) in (stored.get("bounds") or DEFAULT_BOUNDS).items()}
+    return nominal, bounds
+
+
 def infer(args: argparse.Namespace) -> dict:
     """Run ``crbnn infer``; returns the info dict written to ``<out>/info.json``."""
     import torch
@@ -162,9 +194,9 @@ def infer(args: argparse.Namespace) -> dict:
         r2sl = R2slTable.load(args.r2sl) if args.r2sl else default_table()
         evaluated = select_voxels(image.mask, args.stride, args.box)
         nuisance = tuple(model.meta.get("nuisance") or LEGACY_NUISANCE)
-        nominal = {**DEFAULT_NOMINAL, **model.meta.get("known", {})}
+        nominal, bounds = nlls_settings_of(model.meta, str(args.model))
         t0 = time.perf_counter()
-        extra, sigma, source = uncertainty_maps(image, maps, evaluated, seq, basis.u, nominal, DEFAULT_BOUNDS,
+        extra, sigma, source = uncertainty_maps(image, maps, evaluated, seq, basis.u, nominal, bounds,
                                                 args.sigma, r2sl=r2sl, nuisance=nuisance)
         maps.update(extra)
         info.update({"sigma": sigma, "sigma_source": source, "n_evaluated": int(evaluated.sum()),

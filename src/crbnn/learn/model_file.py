@@ -1,4 +1,13 @@
-"""Model files: what a trained network carries (weights, architecture, meta); saving, loading, prediction."""
+"""Model files: what a trained network carries (weights, architecture, meta); saving, loading, prediction.
+
+A model file is ``{"state_dict", "meta"}`` (``torch.save``, loaded with ``weights_only=True``).
+:func:`build_meta` gives the keys of every trained network (docs/architecture.md, "Trained
+networks"); the workflow's train_network adds ``meta["nlls"]`` before :func:`save_model`:
+``{"nominal": {p: value}, "bounds": {p: [low, high]}}`` (SI), the NLLS nominal values of every
+tissue parameter (``nlls.nominal`` with the known values of the regime) and the NLLS box bounds of
+the fitted ones (crbnn.config.settings.nlls_model_meta).  ``crbnn infer`` uses them for its
+sqrt(CRB) and residual maps (:func:`crbnn.images.cli.nlls_settings_of`; defaults for files without).
+"""
 
 from __future__ import annotations
 
