@@ -142,6 +142,15 @@ def test_nlls_bounds_overrides_win(default) -> None:
     assert bounds["T1"] == (0.5, 2.0) and bounds["m0s"] == settings.nlls_bounds(default[0], tr)["m0s"]
 
 
+def test_fitted_parameter_without_bounds_fails_at_parse_time() -> None:
+    cfg = load("config.yaml")
+    cfg["priors"]["parameters"]["B1"] = {"dist": "fixed", "value": 1.0}  # unknown, fitted, but no support
+    with pytest.raises(ConfigError, match=r"^nlls\.bounds: no NLLS bounds for 'B1'.*set nlls\.bounds\.B1"):
+        validate_config(cfg, SCHEMAS, REPO)
+    cfg["nlls"]["bounds"] = {"B1": [0.7, 1.3]}
+    validate_config(cfg, SCHEMAS, REPO)
+
+
 def test_nlls_nominal_and_model_meta(default, nine_unknown) -> None:
     cfg, tr = default
     meta = settings.nlls_model_meta(cfg, tr)

@@ -253,7 +253,20 @@ def check_config(config: Mapping[str, Any], base: str | Path = ".") -> float | N
         except RegimeError as e:
             raise ConfigError(str(e)) from None
     _check_phantom(config)
+    _check_nlls_bounds(config, tr)
     if seq:
         _check_pulses(config, tr, base)
     return tr
+
+
+def _check_nlls_bounds(config: Mapping[str, Any], tr: float | None) -> None:
+    """Every fitted parameter has NLLS bounds (its prior's support or ``nlls.bounds``), at parse time."""
+    if "nlls" not in config or "priors" not in config or tr is None:
+        return
+    from crbnn.config.settings import nlls_bounds
+
+    try:
+        nlls_bounds(config, tr)
+    except ValueError as e:
+        raise ConfigError(f"nlls.bounds: {e}") from None
 
