@@ -223,7 +223,12 @@ def fmt_duration(seconds: float) -> str:
 
 
 def _g(x: float) -> str:
-    return f"{x:.3g}"
+    """Three significant digits, trailing zeros kept (1.00, not 1).
+
+    >>> _g(1.004), _g(0.9943), _g(5.8), _g(100.0)
+    ('1.00', '0.994', '5.80', '100')
+    """
+    return f"{x:#.3g}".rstrip(".")
 
 
 def _ordered(by_loss: Mapping[str, Any]) -> list[tuple[str, Any]]:
