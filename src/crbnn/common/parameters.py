@@ -41,6 +41,21 @@ TISSUE_PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0"
 M0_PARAMETERS: tuple[str, ...] = ("M0_re", "M0_im")
 
 
+#: How figures and tables show a tissue parameter: its (LaTeX/mathtext) label, the unit shown and the
+#: factor from SI to that unit (T2f in ms, T2s in us).
+LABELS: dict[str, str] = {
+    "m0s": r"$m_0^s$",
+    "T1": r"$T_1$",
+    "T2f": r"$T_2^f$",
+    "Rex": r"$R_x$",
+    "T2s": r"$T_2^s$",
+    "omega0": r"$\omega_0$",
+    "B1": r"$B_1$",
+}
+DISPLAY_UNITS: dict[str, str] = {"m0s": "", "T1": "s", "T2f": "ms", "Rex": "1/s", "T2s": "µs", "omega0": "rad/s", "B1": ""}
+DISPLAY_SCALE: dict[str, float] = {"m0s": 1.0, "T1": 1.0, "T2f": 1e3, "Rex": 1.0, "T2s": 1e6, "omega0": 1.0, "B1": 1.0}
+
+
 def units_of(names: Iterable[str]) -> tuple[str, ...]:
     """SI units of parameter ``names`` (a ``KeyError`` names an unknown parameter)."""
     out = []

@@ -51,6 +51,7 @@ from numpy.typing import NDArray
 
 from crbnn.common.io import PathLike, read_nifti, write_json, write_nifti
 from crbnn.common.parameters import TISSUE_PARAMETERS
+from crbnn.common.parameters import UNITS as PARAMETER_UNITS
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ def nuisance_of_fit(fit: Sequence[str]) -> tuple[str, ...]:
     ('M0_re', 'M0_im', 'omega0', 'B1')
     """
     return ("M0_re", "M0_im", *[p for p in TISSUE_PARAMETERS if p in fit and p not in ESTIMATED])
-UNITS: dict[str, str] = {"m0s": "1", "T1": "s", "T2f": "s", "Rex": "1/s", "T2s": "s", "omega0": "rad/s", "B1": "1",
-                         "M0_abs": "a.u.", "M0_phase": "rad", "residual": "1"}
+#: Units of the maps: the parameters' (crbnn.common.parameters) and those of M0 and the residual.
+UNITS: dict[str, str] = {**PARAMETER_UNITS, "M0_abs": "a.u.", "M0_phase": "rad", "residual": "1"}
 
 
 class ImageError(ValueError):

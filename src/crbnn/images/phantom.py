@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crbnn.common.parameters import TISSUE_PARAMETERS
+from crbnn.common.parameters import TISSUE_PARAMETERS, UNITS
 from crbnn.physics.noise import add_noise, sigma_for_snr
 
 #: Tissue parameters a region specifies (the field maps omega0 and B1 are images).
@@ -307,5 +307,5 @@ def write_phantom(phantom: Phantom, clean: NDArray[np.complex128], noisy: NDArra
         "kind": phantom.kind, "regions": {str(k): v for k, v in phantom.regions.items()},
         "values": phantom.meta["values"], "sigma": sigma, "snr": snr, "seed": seed,
         "noise": "white complex Gaussian, sigma per real and imaginary part of each coefficient",
-        "units": {"m0s": "1", "T1": "s", "T2f": "s", "Rex": "1/s", "T2s": "s", "omega0": "rad/s", "B1": "1"},
+        "units": {p: UNITS[p] for p in TISSUE_PARAMETERS},
     })

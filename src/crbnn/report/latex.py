@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from crbnn.common.parameters import TISSUE_PARAMETERS, display_unit
+from crbnn.common.parameters import DISPLAY_SCALE, DISPLAY_UNITS, LABELS, TISSUE_PARAMETERS, display_unit
 
 #: Short macro names for the headline numbers: alias -> key path in the summary.
 HEADLINE_ALIASES = {
@@ -304,8 +304,8 @@ def latex_snr_table(sweep: Mapping[str, Any], digits: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: display of the in vivo region table: parameter -> (label, factor, unit)
-REGION_TABLE_COLUMNS = {"m0s": ("$m_0^s$", 1.0, ""), "T1": ("$T_1$", 1.0, "s"), "T2f": ("$T_2^f$", 1e3, "ms")}
+#: display of the in vivo region table: parameter -> (label, factor, unit), from crbnn.common.parameters
+REGION_TABLE_COLUMNS = {p: (LABELS[p], DISPLAY_SCALE[p], DISPLAY_UNITS[p]) for p in ("m0s", "T1", "T2f")}
 
 
 def latex_region_table(summary: Mapping[str, Any], digits: int = 3, reference: str = "nlls") -> str:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crbnn.report.plots import DISPLAY_SCALE, PARAMETER_LABELS, estimator_label, unit_suffix
+from crbnn.common.parameters import DISPLAY_SCALE, LABELS
+from crbnn.report.plots import estimator_label, unit_suffix
 
 PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f")
 
@@ -106,9 +107,9 @@ def plot_map_panels(maps: Mapping[str, Mapping[str, NDArray[Any]]], truth: Mappi
                 if j == 0:
                     ax.set_ylabel(rows[i][0], fontsize="small")
                 if i == 0:
-                    ax.set_title(PARAMETER_LABELS.get(p, p) + unit_suffix(p))
+                    ax.set_title(LABELS.get(p, p) + unit_suffix(p))
             fig.colorbar(im, ax=[axes[i, j] for i in idx], shrink=0.8,
-                         label=("difference" if sym else PARAMETER_LABELS.get(p, p)) + unit_suffix(p))
+                         label=("difference" if sym else LABELS.get(p, p)) + unit_suffix(p))
     handles = []
     if regions:
         handles += [Line2D([], [], color=REGION_COLORS[c % len(REGION_COLORS)], lw=1.2, label=f"{nm} ({int(np.sum(m))} voxels)")
@@ -158,7 +159,7 @@ def _plot_side_by_side(maps: Mapping[str, Mapping[str, NDArray[Any]]], reference
                              constrained_layout=True)
     for i, p in enumerate(parameters):
         s = DISPLAY_SCALE.get(p, 1.0)
-        lab = PARAMETER_LABELS.get(p, p) + unit_suffix(p)
+        lab = LABELS.get(p, p) + unit_suffix(p)
         est = [_slice(np.asarray(maps[e][p]) * s) for e in cols]
         lo, hi = _limits(est, False)
         nonneg = p == "m0s"
@@ -174,7 +175,7 @@ def _plot_side_by_side(maps: Mapping[str, Mapping[str, NDArray[Any]]], reference
         diffs = [est[j] - est[0] for j in range(1, len(cols))]
         dlo, dhi = _limits(diffs, True)
         axes[n_p + i, 0].axis("off")
-        axes[n_p + i, 0].text(0.5, 0.5, f"{PARAMETER_LABELS.get(p, p)}:\nnetwork - {estimator_label(reference)}",
+        axes[n_p + i, 0].text(0.5, 0.5, f"{LABELS.get(p, p)}:\nnetwork - {estimator_label(reference)}",
                               ha="center", va="center", fontsize="small", transform=axes[n_p + i, 0].transAxes)
         for j in range(1, len(cols)):
             im = _draw(axes[n_p + i, j], diffs[j - 1], dlo, dhi, True, False, None)

@@ -6,7 +6,8 @@
   evaluation figures (one workflow script each).
 
 Estimators are shown in the order and colours of :data:`ESTIMATOR_STYLE`; parameters with
-:data:`PARAMETER_LABELS` (LaTeX-like mathtext) and their SI units.
+:data:`crbnn.common.parameters.LABELS` (mathtext) in the units of
+:data:`crbnn.common.parameters.DISPLAY_UNITS`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from crbnn.common.parameters import DISPLAY_SCALE, DISPLAY_UNITS, LABELS
+
 #: Display name and colour of every estimator (figure order).
 ESTIMATOR_STYLE: dict[str, tuple[str, str]] = {
     "nlls": ("NLLS", "#333333"),
@@ -25,19 +28,6 @@ ESTIMATOR_STYLE: dict[str, tuple[str, str]] = {
     "crb": ("CRB network", "#1b9e77"),
     "bias_reduced": ("bias-reduced network", "#7570b3"),
 }
-#: Mathtext labels of the parameters.
-PARAMETER_LABELS: dict[str, str] = {
-    "m0s": r"$m_0^s$",
-    "T1": r"$T_1$",
-    "T2f": r"$T_2^f$",
-    "Rex": r"$R_x$",
-    "T2s": r"$T_2^s$",
-    "omega0": r"$\omega_0$",
-    "B1": r"$B_1$",
-}
-#: Units used for display (values are converted from SI by DISPLAY_SCALE).
-DISPLAY_UNITS: dict[str, str] = {"m0s": "", "T1": "s", "T2f": "ms", "Rex": "1/s", "T2s": "µs", "omega0": "rad/s", "B1": ""}
-DISPLAY_SCALE: dict[str, float] = {"m0s": 1.0, "T1": 1.0, "T2f": 1e3, "Rex": 1.0, "T2s": 1e6, "omega0": 1.0, "B1": 1.0}
 
 SOFTWARE = "crbnn"
 
@@ -139,7 +129,7 @@ def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool | None =
 
     params = sorted({c[len("val_crb_"):] for h in histories.values() for c in h.columns
                      if c.startswith("val_crb_") and c != "val_crb_mean"},
-                    key=lambda p: list(PARAMETER_LABELS).index(p) if p in PARAMETER_LABELS else 99)
+                    key=lambda p: list(LABELS).index(p) if p in LABELS else 99)
     panels = ["mean", *params]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.6), sharey=True, squeeze=False)
     offsets = learning_curve_offsets(histories, continues)
@@ -166,7 +156,7 @@ def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool | None =
         if use_log:
             ax.set_xscale("log")
         ax.set_xlabel("epoch")
-        ax.set_title("mean over parameters" if panel == "mean" else PARAMETER_LABELS.get(panel, panel))
+        ax.set_title("mean over parameters" if panel == "mean" else LABELS.get(panel, panel))
     axes[0, 0].set_ylabel("CRB-normalized loss")
     axes[0, 0].legend(loc="best", fontsize="small", frameon=False)
     fig.tight_layout()
@@ -209,7 +199,7 @@ def plot_snr_sweep(ds: Any) -> Any:
                 ax.axhline(1.0, color="k", ls="--", lw=0.8)
             if stat == "mean_loss":
                 ax.set_yscale("log")
-                ax.set_title("mean over parameters" if p == "mean" else PARAMETER_LABELS.get(p, p))
+                ax.set_title("mean over parameters" if p == "mean" else LABELS.get(p, p))
             ax.set_xscale("log")
             ax.set_xticks(snr, [f"{s:g}" for s in snr], minor=False)
             ax.xaxis.set_minor_locator(plt.NullLocator())
@@ -274,12 +264,12 @@ def plot_grid_maps(ds: Any, quantity: str, bias_percentile: float = 98.0, std_ra
             ax = axs[i, j]
             im = ax.pcolormesh(xv, yv, data[i], norm=norm, cmap=cmap, shading="nearest")
             if i == 0:
-                ax.set_title(PARAMETER_LABELS.get(p, p))
+                ax.set_title(LABELS.get(p, p))
             if j == 0:
                 name = "" if row == "all" else estimator_label(row) + "\n"
-                ax.set_ylabel(f"{name}{PARAMETER_LABELS.get(ya, ya)}{unit_suffix(ya)}")
+                ax.set_ylabel(f"{name}{LABELS.get(ya, ya)}{unit_suffix(ya)}")
             if i == len(rows) - 1:
-                ax.set_xlabel(f"{PARAMETER_LABELS.get(xa, xa)}{unit_suffix(xa)}")
+                ax.set_xlabel(f"{LABELS.get(xa, xa)}{unit_suffix(xa)}")
         cb = fig.colorbar(im, ax=axs[:, j].tolist(), location="bottom", shrink=0.9, aspect=25,
                           extend="both" if quantity != "sqrt_crb" else "neither")
         cb.set_label(label)
@@ -311,7 +301,7 @@ def plot_error_distribution(ds: Any, limit: float = 6.0) -> Any:
         for p in params:
             v = err.sel(estimator=e, parameter=p).values
             v = v[np.isfinite(v)]
-            frames.append(pd.DataFrame({"estimator": estimator_label(e), "parameter": PARAMETER_LABELS.get(p, p),
+            frames.append(pd.DataFrame({"estimator": estimator_label(e), "parameter": LABELS.get(p, p),
                                         "error": np.clip(v, -limit, limit)}))
     df = pd.concat(frames, ignore_index=True)
     fig, ax = plt.subplots(figsize=(2.2 * len(params) + 2.0, 3.0))

@@ -1,0 +1,78 @@
+"""The library keeps one home per concept, and docs/architecture.md shows every module of it."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from workflow_helpers import REPO
+
+SRC = REPO / "src" / "crbnn"
+SUBPACKAGES = ("common", "config", "physics", "data", "learn", "estimate", "evaluate", "images", "report")
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_module_lives_in_a_stage_subpackage() -> None:
+    top = {p.name for p in SRC.glob("*.py")}
+    assert top == {"__init__.py", "__main__.py"}, f"modules outside the subpackages: {sorted(top)}"
+    assert {p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(SUBPACKAGES)
+    for pkg in SUBPACKAGES:
+        init = SRC / pkg / "__init__.py"
+        assert init.is_file() and ast.get_docstring(ast.parse(init.read_text())), f"{pkg}: no docstring"
+
+
+def test_architecture_doc_names_every_module() -> None:
+    tree = (REPO / "docs" / "architecture.md").read_text().split("## The library next to the stages")[1]
+    tree = tree.split("```")[1]
+    for path in modules():
+        if path.name == "__init__.py" or path.parent == SRC:
+            continue
+        stem = path.stem
+        named = stem in tree or (stem.startswith("expm") and "expm*.py" in tree)
+        assert named, f"docs/architecture.md: the package tree does not show {path.relative_to(SRC)}"
+
+
+def definitions() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path in modules():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                out.setdefault(node.name, []).append(str(path.relative_to(SRC)))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "home"),
+    [
+        ("derive_seed", "common/seeds.py"),
+        ("resolve_device", "common/device.py"),
+        ("atomic_write", "common/io.py"),
+        ("units_of", "common/parameters.py"),
+        ("draw_m0", "physics/noise.py"),
+        ("add_noise", "physics/noise.py"),
+        ("compress", "data/basis.py"),
+        ("validate_config", "config/checks.py"),
+        ("nlls_bounds", "config/settings.py"),
+    ],
+)
+def test_one_definition_of_each_shared_concept(name: str, home: str) -> None:
+    assert definitions().get(name) == [home]
+
+
+def test_noise_is_drawn_only_by_the_noise_model() -> None:
+    draw = re.compile(r"standard_normal\(|torch\.randn\(|\.normal\(")
+    for path in modules():
+        lines = [ln for ln in path.read_text().splitlines() if draw.search(ln) and ">>>" not in ln]
+        if path.relative_to(SRC).as_posix() != "physics/noise.py":
+            assert not lines, f"{path.relative_to(SRC)} draws Gaussian numbers itself: {lines[0].strip()}"
+
+
+def test_units_are_written_in_one_table() -> None:
+    literal = re.compile(r"""["']omega0["']\s*:\s*["']rad/s["']""")
+    hits = [str(p.relative_to(SRC)) for p in modules() if literal.search(p.read_text())]
+    assert hits == ["common/parameters.py"]
