@@ -19,9 +19,10 @@ import numpy as np
 import scipy.io
 import torch
 
+from crbnn.config.settings import bounds_from_priors
 from crbnn.data.inputs import cached_inputs
 from crbnn.data.sequence import load_sequence
-from crbnn.estimate.nlls import PaperModel, bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.estimate.nlls import FIT_PARAMETERS, PaperModel, dictionary_axes, fit_nlls
 from crbnn.evaluate.grid import noisy_coefficients
 
 PRIORS = {"m0s": {"low": 0.0, "high": 0.35}, "T1": {"low": 0.4, "high": 2.5}, "T2f": {"low": 0.02, "high": 0.25},
@@ -58,7 +59,7 @@ def main() -> None:
     from crbnn.physics.r2sl import R2slTable
 
     r2sl = R2slTable.load(a.r2sl) if a.r2sl is not None else None
-    res = fit_nlls(y, seq, u, bounds=bounds_from_priors(PRIORS, seq.tr), nominal=NOMINAL, r2sl=r2sl,
+    res = fit_nlls(y, seq, u, bounds=bounds_from_priors(PRIORS, seq.tr, FIT_PARAMETERS), nominal=NOMINAL, r2sl=r2sl,
                    dictionary=dictionary_axes(DICTIONARY), batch_size=a.batch_size, device=a.device)
     t_nlls = res.time_per_voxel
     rel = np.abs(res.theta[:, :3] - truth[:, :3]) / truth[:, :3]

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from crbnn.config.settings import bounds_from_priors
 from crbnn.data.basis import load_basis
 from crbnn.data.sequence import load_sequence
-from crbnn.estimate.nlls import bounds_from_priors, dictionary_axes, fit_nlls
+from crbnn.estimate.nlls import dictionary_axes, fit_nlls
 from crbnn.images.maps import read_coefficient_image
 from crbnn.learn.model_file import load_model, predict
 from crbnn.physics.r2sl import R2slTable

@@ -20,10 +20,11 @@ refit the images).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crbnn.common.seeds import derive_seed
+from crbnn.config.checks import prior_support
 from crbnn.config.regime import known_values, regime_description
 
 #: Keys of config ``nlls`` that only select the grid subset NLLS fits (rule fit_nlls_grid).
@@ -103,10 +104,43 @@ def nlls_solver_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config["nlls"].items() if k not in GRID_SUBSET_KEYS}
 
 
-def nlls_bounds(config: Mapping[str, Any], tr: float) -> dict[str, tuple[float, float]]:
+def bounds_from_priors(
+    priors: Mapping[str, Mapping[str, Any]],
+    tr: float | None,
+    fit: Sequence[str],
+    overrides: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Box bounds (SI) of the fitted parameters ``fit``: each prior's support
+    (:func:`crbnn.config.checks.prior_support`: ``units`` pi/TR and ``transform`` reciprocal applied),
+    unless ``overrides`` (config ``nlls.bounds``) gives the pair.  A fitted parameter with a fixed or
+    missing prior and no override is an error, and so is an empty box.
+
+    >>> pri = {"T2f": {"dist": "uniform", "low": 5.0, "high": 50.0, "transform": "reciprocal"},
+    ...        "omega0": {"dist": "uniform", "low": -1.0, "high": 1.0, "units": "pi/TR"}}
+    >>> b = bounds_from_priors(pri, 3.5e-3, fit=("T2f", "omega0"))
+    >>> b["T2f"], round(b["omega0"][1], 3)
+    ((0.02, 0.2), 897.598)
+    """
+    overrides = dict(overrides or {})
+    out: dict[str, tuple[float, float]] = {}
+    for p in fit:
+        if p in overrides:
+            lo, hi = (float(v) for v in overrides[p])
+        else:
+            spec = priors.get(p)
+            if spec is None or spec.get("dist") == "fixed":
+                raise ValueError(f"no NLLS bounds for {p!r}: its prior has no low/high; set nlls.bounds.{p}")
+            lo, hi = prior_support(spec, p, tr)
+        if not hi > lo:
+            raise ValueError(f"NLLS bounds of {p!r} are empty: [{lo}, {hi}]")
+        out[p] = (lo, hi)
+    return out
+
+
+def nlls_bounds(config: Mapping[str, Any], tr: float | None) -> dict[str, tuple[float, float]]:
     """Box bounds (SI) of the NLLS fits, ``{p: (low, high)}`` for ``p`` in ``nlls.fit`` (in that order):
     the priors' support (``priors.parameters``, ``tr`` in s for priors in units of pi/TR), where
-    ``nlls.bounds`` does not override it (:func:`crbnn.estimate.nlls.bounds_from_priors`).
+    ``nlls.bounds`` does not override it (:func:`bounds_from_priors`).
 
     The one source of the bounds of every fit (grids, test set, SNR sweep, images) and of the
     bounds stored in a model file (:func:`nlls_model_meta`).
@@ -117,8 +151,6 @@ def nlls_bounds(config: Mapping[str, Any], tr: float) -> dict[str, tuple[float, 
     >>> nlls_bounds(cfg, 3.5e-3)
     {'T1': (0.5, 2.0), 'T2f': (0.02, 0.25)}
     """
-    from crbnn.estimate.nlls import bounds_from_priors  # torch: import only when a rule needs it
-
     nlls = config["nlls"]
     return bounds_from_priors(config["priors"]["parameters"], tr, nlls["fit"], nlls["bounds"])
 

@@ -517,7 +517,7 @@ def fit_nlls_with_settings(
 
     ``settings`` holds ``fit``, ``nominal``, ``dictionary``, ``max_iter``, ``ftol``, ``xtol`` and
     ``batch_size`` (other keys are ignored); ``bounds`` maps every fitted parameter to (lower, upper)
-    in SI units (e.g. from :func:`bounds_from_priors`).  The one place that turns the config into
+    in SI units (from :func:`crbnn.config.settings.nlls_bounds`).  The one place that turns the config into
     a fit, shared by the grid, test-set and image fits.
     """
     fit = tuple(settings["fit"])
@@ -559,45 +559,6 @@ def geometric(start: float, stop: float, num: int) -> list[float]:
     [0.5, 1.0, 2.0]
     """
     return np.geomspace(start, stop, num).tolist() if num > 1 else [math.sqrt(start * stop)]
-
-
-def bounds_from_priors(
-    priors: Mapping[str, Mapping[str, Any]],
-    tr: float,
-    fit: Sequence[str] = FIT_PARAMETERS,
-    overrides: Mapping[str, Sequence[float]] | None = None,
-) -> dict[str, tuple[float, float]]:
-    """Box bounds (SI) of the fitted parameters from the priors' support (config ``priors.parameters``).
-
-    Understands ``low``/``high`` with ``units`` 'SI' or 'pi/TR' and ``transform`` 'reciprocal'
-    (the prior is of 1/x, e.g. R2f for T2f).  ``overrides`` win; a fitted parameter with a fixed
-    prior and no override is an error.
-
-    >>> pri = {"T2f": {"dist": "uniform", "low": 5.0, "high": 50.0, "transform": "reciprocal"},
-    ...        "omega0": {"dist": "uniform", "low": -1.0, "high": 1.0, "units": "pi/TR"}}
-    >>> b = bounds_from_priors(pri, 3.5e-3, fit=("T2f", "omega0"))
-    >>> b["T2f"], round(b["omega0"][1], 3)
-    ((0.02, 0.2), 897.598)
-    """
-    overrides = dict(overrides or {})
-    out: dict[str, tuple[float, float]] = {}
-    for p in fit:
-        if p in overrides:
-            lo, hi = (float(v) for v in overrides[p])
-        else:
-            spec = priors.get(p)
-            if spec is None or "low" not in spec or "high" not in spec:
-                raise ValueError(f"no NLLS bounds for {p!r}: its prior has no low/high; set nlls.bounds.{p}")
-            scale = math.pi / tr if spec.get("units", "SI") == "pi/TR" else 1.0
-            lo, hi = float(spec["low"]) * scale, float(spec["high"]) * scale
-            if spec.get("transform", "none") == "reciprocal":
-                if lo <= 0:
-                    raise ValueError(f"reciprocal prior of {p!r} needs a positive low bound")
-                lo, hi = 1.0 / hi, 1.0 / lo
-        if not hi > lo:
-            raise ValueError(f"NLLS bounds of {p!r} are empty: [{lo}, {hi}]")
-        out[p] = (lo, hi)
-    return out
 
 
 def dictionary_axes(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float]]:
