@@ -41,8 +41,6 @@ log = logging.getLogger("crbnn")
 #: file without ``meta["nlls"]["nominal"]`` (written before the workflow stored it); the parameters
 #: the network's model holds known take their values from ``model.meta["known"]``.
 DEFAULT_NOMINAL = {"m0s": 0.15, "T1": 1.2, "T2f": 0.07, "Rex": 13.6, "T2s": 1.25e-5, "omega0": 0.0, "B1": 1.0}
-#: Unknowns of a model file written before the regime was stored in its metadata (all nine).
-LEGACY_NUISANCE = ("M0_re", "M0_im", "Rex", "T2s", "omega0", "B1")
 #: Physics limits the estimates are clipped into before simulating (SI), for a model file without
 #: ``meta["nlls"]["bounds"]``.
 DEFAULT_BOUNDS = {"m0s": (0.0, 0.35), "T1": (0.4, 2.5), "T2f": (0.02, 0.25), "Rex": (2.0, 30.0),
@@ -189,11 +187,12 @@ def infer(args: argparse.Namespace) -> dict:
             "n_mask": int(image.mask.sum()), "n_invalid": image.n_invalid, "inference_seconds": seconds,
             "loss": model.meta.get("loss"), "units": {p: u for p, u in zip(model.meta["estimated"], model.meta.get("units", []))}}
     if seq is not None and basis is not None:
+        from crbnn.config.regime import ALL_NUISANCE
         from crbnn.physics.r2sl import R2slTable, default_table
 
         r2sl = R2slTable.load(args.r2sl) if args.r2sl else default_table()
         evaluated = select_voxels(image.mask, args.stride, args.box)
-        nuisance = tuple(model.meta.get("nuisance") or LEGACY_NUISANCE)
+        nuisance = tuple(model.meta.get("nuisance") or ALL_NUISANCE)  # older files: all nine unknown
         nominal, bounds = nlls_settings_of(model.meta, str(args.model))
         t0 = time.perf_counter()
         extra, sigma, source = uncertainty_maps(image, maps, evaluated, seq, basis.u, nominal, bounds,
