@@ -67,8 +67,11 @@ def env(family):
 
 INPUT_NAMES = sorted(INPUTS)
 INPUT_RE = "|".join(re.escape(n) for n in INPUT_NAMES)
-SAMPLED_TABLES = ("train", "val", "test")
-TABLE_RE = r"train|val|test|grid_[A-Za-z0-9-]+"
+SAMPLED_TABLES = derived.SAMPLED_TABLES
+TABLE_RE = "|".join(SAMPLED_TABLES) + r"|grid_[A-Za-z0-9-]+"
+EVALUATION_SETS = derived.EVALUATION_SETS
+SET_RE = "|".join(EVALUATION_SETS)
+VERDICT_SET = derived.VERDICT_SET
 
 
 # ------------------------------------------------------------------------- input functions

@@ -98,7 +98,7 @@ rule evaluate_grid:
 
 rule evaluate_test_set:
     input:
-        test="results/simulate_dataset/test.h5",
+        test=f"results/simulate_dataset/{VERDICT_SET}.h5",
         models=[f"results/train_network/{n}/model.pt" for n in NETWORKS],
         sequence="resources/sequence.h5",
         basis="resources/basis.h5",
@@ -161,18 +161,20 @@ rule compare_regimes:
 
 rule evaluate_snr_sweep:
     input:
-        test="results/simulate_dataset/test.h5",
+        test="results/simulate_dataset/{set}.h5",
         models=[f"results/train_network/{n}/model.pt" for n in NETWORKS],
         sequence="resources/sequence.h5",
         basis="resources/basis.h5",
         r2sl="resources/r2sl.h5",
     output:
-        nc="results/evaluate_snr_sweep/sweep.nc",
-        csv="results/evaluate_snr_sweep/sweep.csv",
+        nc="results/evaluate_snr_sweep/{set}/sweep.nc",
+        csv="results/evaluate_snr_sweep/{set}/sweep.csv",
     log:
-        "results/logs/evaluate_snr_sweep/main.log",
+        "results/logs/evaluate_snr_sweep/{set}.log",
     benchmark:
-        "results/benchmarks/evaluate_snr_sweep/main.tsv"
+        "results/benchmarks/evaluate_snr_sweep/{set}.tsv"
+    wildcard_constraints:
+        set=SET_RE,
     conda:
         env("evaluate")
     threads: config["images"]["threads"]
@@ -185,7 +187,7 @@ rule evaluate_snr_sweep:
         networks=NETWORKS,
         sweep=config["evaluate"]["snr_sweep"],
         sigma=config["evaluate"]["sigma"],
-        seed=derived.evaluation_seed(config, "snr_sweep"),
+        seed=sweep_seed,
         batch_size=config["evaluate"]["batch_size"],
         nlls=nlls_solver_settings(),
         bounds=nlls_bounds,
@@ -196,5 +198,6 @@ rule evaluate_snr_sweep:
 
 register_targets(
     [f"results/evaluate_grid/{g}.nc" for g in GRIDS]
-    + ["results/evaluate_test_set/errors.nc", "results/evaluate_snr_sweep/sweep.csv"]
+    + ["results/evaluate_test_set/errors.nc"]
+    + [f"results/evaluate_snr_sweep/{s}/sweep.csv" for s in EVALUATION_SETS]
 )

@@ -13,6 +13,11 @@ def grid_seed(wildcards):
     return derived.grid_seed(config, wildcards.grid)
 
 
+def sweep_seed(wildcards):
+    """Noise seed of the SNR sweep on set ``wildcards.set`` (dev and final draw independent noise)."""
+    return derived.sweep_seed(config, wildcards.set)
+
+
 def grid_inputs(wildcards):
     """Inputs of evaluate_grid: the simulated grid, its table, the networks and (if used) the NLLS fit."""
     out = {

@@ -123,7 +123,7 @@ rule summarize_evaluation:
 
 rule plot_snr_sweep:
     input:
-        "results/evaluate_snr_sweep/sweep.nc",
+        f"results/evaluate_snr_sweep/{VERDICT_SET}/sweep.nc",
     output:
         png=report(
             "results/figures/snr_sweep.png",

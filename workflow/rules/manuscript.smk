@@ -11,10 +11,17 @@ include: "manuscript_common.smk"
 
 rule summarize:
     input:
-        evaluations=[f"results/evaluate_network/{n}.json" for n in MANUSCRIPT_LOSSES],
+        evaluations=[
+            f"results/evaluate_network/{VERDICT_SET}/{n}.json" for n in MANUSCRIPT_LOSSES
+        ],
+        dev_evaluations=[
+            f"results/evaluate_network/dev/{n}.json" for n in MANUSCRIPT_LOSSES
+        ],
         histories=[f"results/train_network/{n}/history.csv" for n in MANUSCRIPT_LOSSES],
         table="results/figures/summary_table.csv",
-        sweep="results/evaluate_snr_sweep/sweep.csv",
+        sweep=f"results/evaluate_snr_sweep/{VERDICT_SET}/sweep.csv",
+        sweep_nc=f"results/evaluate_snr_sweep/{VERDICT_SET}/sweep.nc",
+        dev_sweep="results/evaluate_snr_sweep/dev/sweep.csv",
         regimes="results/compare_regimes/sqrt_crb.json",
         grids=[f"results/evaluate_grid/{g}.nc" for g in MANUSCRIPT_GRIDS],
         sequence="resources/sequence.h5",

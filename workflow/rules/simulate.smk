@@ -14,7 +14,7 @@ rule sample_parameters:
     benchmark:
         "results/benchmarks/sample_parameters/{name}.tsv"
     wildcard_constraints:
-        name="train|val|test",
+        name="|".join(SAMPLED_TABLES),
     conda:
         env("simulate")
     threads: 1

@@ -39,15 +39,16 @@ rule train_network:
 rule evaluate_network:
     input:
         model="results/train_network/{loss}/model.pt",
-        test="results/simulate_dataset/test.h5",
+        test="results/simulate_dataset/{set}.h5",
     output:
-        metrics="results/evaluate_network/{loss}.json",
+        metrics="results/evaluate_network/{set}/{loss}.json",
     log:
-        "results/logs/evaluate_network/{loss}.log",
+        "results/logs/evaluate_network/{set}/{loss}.log",
     benchmark:
-        "results/benchmarks/evaluate_network/{loss}.tsv"
+        "results/benchmarks/evaluate_network/{set}/{loss}.tsv"
     wildcard_constraints:
         loss=TRAIN_LOSSES,
+        set=SET_RE,
     conda:
         env("train")
     threads: config["train"]["threads"]
@@ -65,5 +66,9 @@ rule evaluate_network:
 
 register_targets(
     [f"results/train_network/{loss}/model.pt" for loss in config["train"]["losses"]]
-    + [f"results/evaluate_network/{loss}.json" for loss in config["train"]["losses"]]
+    + [
+        f"results/evaluate_network/{s}/{loss}.json"
+        for s in EVALUATION_SETS
+        for loss in config["train"]["losses"]
+    ]
 )

@@ -26,10 +26,9 @@ def main(snakemake):
                 Precomputed(fit["estimates"], fattrs["data_sha256"]), max_realizations=int(fattrs["realizations"]),
                 stride=int(fattrs["stride"]), time_per_voxel=float(fattrs["time_per_voxel"]))
         else:
-            f, names = network_estimator(snakemake.input.models[p.networks.index(name)], attrs["basis_sha256"],
-                                         attrs["sequence_sha256"], p.batch_size)
-            if names != estimated:
-                raise ValueError(f"network {name} estimates {names}, the grid data {estimated}")
+            f, _ = network_estimator(snakemake.input.models[p.networks.index(name)], attrs["basis_sha256"],
+                                     attrs["sequence_sha256"], p.batch_size,
+                                     data_attrs=attrs, data_path=snakemake.input.data)
             estimators[name] = EstimatorSpec(f)
     ds = evaluate_grid(data["coefficients"], data["parameters"], data["crb"], estimated, read_axes(tattrs),
                        estimators, realizations=p.realizations, M0_abs=p.M0_abs, sigma=p.sigma, seed=p.seed,

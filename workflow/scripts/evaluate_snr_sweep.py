@@ -36,7 +36,8 @@ def main(snakemake):
             estimators[name] = SweepEstimator(f, s["nlls_samples"], s["nlls_realizations"])
         else:
             f, _ = network_estimator(snakemake.input.models[p.networks.index(name)], attrs["basis_sha256"],
-                                     attrs["sequence_sha256"], p.batch_size)
+                                     attrs["sequence_sha256"], p.batch_size,
+                                     data_attrs=attrs, data_path=snakemake.input.test)
             estimators[name] = SweepEstimator(f)
     ds = evaluate_snr_sweep(data["coefficients"][:m], data["parameters"][:m, cols], data["crb"][:m], estimated,
                             estimators, snrs=s["snrs"], sigma=p.sigma, realizations=s["realizations"], seed=p.seed,

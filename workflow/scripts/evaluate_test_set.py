@@ -36,7 +36,8 @@ def main(snakemake):
             estimators[name] = (f, p.nlls_samples)
         else:
             f, _ = network_estimator(snakemake.input.models[p.networks.index(name)], attrs["basis_sha256"],
-                                     attrs["sequence_sha256"], p.batch_size)
+                                     attrs["sequence_sha256"], p.batch_size,
+                                     data_attrs=attrs, data_path=snakemake.input.test)
             estimators[name] = (f, m)
     ds = normalized_test_errors(y, m0, data["parameters"][:m, cols], data["crb"][:m], estimated, estimators, p.sigma)
     for e in ds["estimator"].values:

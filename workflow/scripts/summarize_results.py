@@ -18,10 +18,13 @@ def main(snakemake):
         config=config,
         invivo_regions=snakemake.input.invivo_regions[0] if snakemake.input.invivo_regions else None,
         snr_sweep=snakemake.input.sweep,
+        snr_sweep_nc=snakemake.input.sweep_nc,
+        dev_evaluations=dict(zip(losses, snakemake.input.dev_evaluations)),
+        dev_snr_sweep=snakemake.input.dev_sweep,
         regimes=snakemake.input.regimes,
         grids=dict(zip(snakemake.params.grids, snakemake.input.grids)),
     )
-    log.info("claims: %s", summary["claims"])
+    log.info("claims: %s", summary["claims"]["line"])
     log.info("summary sections: %s", sorted(summary))
     write_json(snakemake.output.summary, summary)
 

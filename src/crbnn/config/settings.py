@@ -27,13 +27,22 @@ from crbnn.common.seeds import derive_seed
 from crbnn.config.checks import prior_support
 from crbnn.config.regime import known_values, regime_description
 
+#: The sampled parameter tables: training, validation (model selection during training), the
+#: development set (choices such as the training size or schedules) and the final test set.
+SAMPLED_TABLES: tuple[str, ...] = ("train", "val", "dev", "final")
+#: The sets the trained estimators are evaluated on (``results/evaluate_network/<set>/``,
+#: ``results/evaluate_snr_sweep/<set>/``).
+EVALUATION_SETS: tuple[str, ...] = ("dev", "final")
+#: The one set that the verdicts on the paper's claims and the headline numbers read.
+VERDICT_SET = "final"
+
 #: Keys of config ``nlls`` that only select the grid subset NLLS fits (rule fit_nlls_grid).
 GRID_SUBSET_KEYS: tuple[str, ...] = ("grid_realizations", "grid_stride")
 
 
 # ----------------------------------------------------------------------------- data and tables
 def table_size(config: Mapping[str, Any], name: str) -> int:
-    """Number of rows of the sampled table ``name`` (``train``, ``val``, ``test``).
+    """Number of rows of the sampled table ``name`` (one of :data:`SAMPLED_TABLES`).
 
     >>> table_size({"simulate": {"tables": {"val": {"n": 512, "shards": 1}}}}, "val")
     512
@@ -194,6 +203,18 @@ def evaluation_seed(config: Mapping[str, Any], stream: str) -> int:
     return derive_seed(config["evaluate"]["seed"], stream)
 
 
+def sweep_seed(config: Mapping[str, Any], evaluation_set: str) -> int:
+    """Noise seed of the SNR sweep on ``evaluation_set`` (:data:`EVALUATION_SETS`); the final set
+    keeps the stream ``snr_sweep`` of earlier runs, the development set gets its own.
+
+    >>> sweep_seed({"evaluate": {"seed": 5}}, "final") == evaluation_seed({"evaluate": {"seed": 5}}, "snr_sweep")
+    True
+    """
+    if evaluation_set not in EVALUATION_SETS:
+        raise ValueError(f"unknown evaluation set {evaluation_set!r}; expected one of {EVALUATION_SETS}")
+    return evaluation_seed(config, "snr_sweep" if evaluation_set == VERDICT_SET else f"snr_sweep_{evaluation_set}")
+
+
 def grid_seed(config: Mapping[str, Any], grid: str) -> int:
     """Noise seed of evaluation grid ``grid`` (the same for its NLLS fit and its evaluation)."""
     return evaluation_seed(config, f"grid_{grid}")
@@ -265,7 +286,8 @@ def summary_config(config: Mapping[str, Any]) -> dict[str, Any]:
         "rank": config["basis"]["rank"],
         "n_train": tables["train"]["n"],
         "n_val": tables["val"]["n"],
-        "n_test": tables["test"]["n"],
+        "n_dev": tables["dev"]["n"],
+        "n_test": tables[VERDICT_SET]["n"],
         "estimated": model["estimated"],
         "nuisance": model["nuisance"],
         "losses": list(train["losses"]),

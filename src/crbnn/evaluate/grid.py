@@ -111,6 +111,24 @@ def point_statistics(
     }
 
 
+#: Median of |Z| for a standard normal Z (scipy.stats.norm.ppf(0.75)): the median |mean - truth| of
+#: an unbiased estimator whose mean over K realizations has standard deviation std / sqrt(K).
+MEDIAN_ABS_NORMAL = 0.6744897501960817
+
+
+def bias_noise_floor(std_over_sqrt_crb: NDArray[np.float64], realizations: int) -> NDArray[np.float64]:
+    """The median |bias|/sqrt(CRB) that noise alone gives an unbiased estimator: per parameter
+    ``0.674 * median_i(std_i / sqrt(CRB_i)) / sqrt(K)`` over the points i (``std_over_sqrt_crb``
+    [n, E], K realizations each).  With K = 20 and an efficient estimator it is 0.15; a measured
+    median |bias|/sqrt(CRB) near it says nothing about bias.
+
+    >>> float(bias_noise_floor(np.ones((10, 1)), 20)[0]).__round__(3)
+    0.151
+    """
+    x = np.asarray(std_over_sqrt_crb, dtype=np.float64)
+    return MEDIAN_ABS_NORMAL * np.nanmedian(x, axis=0) / np.sqrt(max(int(realizations), 1))
+
+
 @dataclass
 class EstimatorSpec:
     """An estimator and the (documented) subset it runs on.
@@ -169,9 +187,14 @@ def evaluate_grid(
     random_phase: bool = True,
     parameter_names: Sequence[str] = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1"),
     units: Mapping[str, str] | None = None,
+    common_realizations: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Any:
     """Run every estimator on the same noisy grid data and return an ``xarray.Dataset``.
+
+    With ``common_realizations`` (the default) every estimator's statistics use the same leading
+    realizations: the fewest that any estimator ran on (NLLS may fit a subset), so that the
+    estimators are compared on the same data and their biases have the same noise floor.
 
     ``coefficients`` [n, R] (M0 = 1, noise-free), ``parameters`` [n, 7] (columns
     ``parameter_names``), ``crb`` [n, E] at M0 = 1 and sigma = 1 for the ``estimated`` parameters,
@@ -192,15 +215,17 @@ def evaluate_grid(
     E = len(estimated)
 
     names = list(estimators)
+    specs = {name: spec if isinstance(spec, EstimatorSpec) else EstimatorSpec(spec) for name, spec in estimators.items()}
+    own_k = {name: realizations if spec.max_realizations is None else min(spec.max_realizations, realizations)
+             for name, spec in specs.items()}
+    k_common = min(own_k.values()) if own_k else realizations
     stats = {s: np.full((len(names), n, E), np.nan) for s in STATISTICS}
     t_voxel = np.full(len(names), np.nan)
     n_real = np.zeros(len(names), dtype=np.int64)
     n_pts = np.zeros(len(names), dtype=np.int64)
     for j, name in enumerate(names):
-        spec = estimators[name]
-        if not isinstance(spec, EstimatorSpec):
-            spec = EstimatorSpec(spec)
-        k = realizations if spec.max_realizations is None else min(spec.max_realizations, realizations)
+        spec = specs[name]
+        k = own_k[name]
         mask = point_mask(shape, spec.stride)
         yy = y[mask, :k, :].reshape(-1, c.shape[1])
         t0 = time.perf_counter()
@@ -208,6 +233,9 @@ def evaluate_grid(
         dt = time.perf_counter() - t0
         if est.shape != (yy.shape[0], E):
             raise ValueError(f"estimator {name!r} returned shape {est.shape}, expected {(yy.shape[0], E)}")
+        if common_realizations:  # every estimator's statistics over the same realizations
+            est = est.reshape(int(mask.sum()), k, E)[:, :k_common].reshape(-1, E)
+            k = k_common
         st = point_statistics(est.reshape(int(mask.sum()), k, E), truth[mask], crb_scaled[mask])
         for s in STATISTICS:
             stats[s][j, mask] = st[s]
@@ -333,16 +361,22 @@ def summarize_grid(ds: Any) -> Any:
 
 
 def network_estimator(
-    path: Any, basis_sha256: str | None = None, sequence_sha256: str | None = None, batch_size: int = 65536
+    path: Any, basis_sha256: str | None = None, sequence_sha256: str | None = None, batch_size: int = 65536,
+    data_attrs: Mapping[str, Any] | None = None, data_path: Any = "the data set",
 ) -> tuple[Estimator, list[str]]:
     """A trained network (``results/train_network/<loss>/model.pt``) as an :data:`Estimator`.
 
     Returns ``(estimate, estimated parameter names)``; the network must have been trained with the
-    same basis and pulse train (hashes checked by ``crbnn.learn.model_file.load_model``).
+    same basis and pulse train (hashes checked by ``crbnn.learn.model_file.load_model``) and, when
+    ``data_attrs`` (the attributes of a simulated data set) are given, in the same regime: the same
+    estimated and nuisance parameters in the same order (``crbnn.learn.model_file.check_regime``).
     """
-    from crbnn.learn.model_file import load_model, predict
+    from crbnn.learn.model_file import check_regime, load_model, predict
 
     model = load_model(path, expect_basis_sha256=basis_sha256, expect_sequence_sha256=sequence_sha256)
+    if data_attrs is not None:
+        check_regime(model.meta, list(data_attrs["estimated"]), list(data_attrs.get("nuisance", [])), str(path),
+                     str(data_path))
 
     def estimate(y: NDArray[np.complex128]) -> NDArray[np.float64]:
         import torch

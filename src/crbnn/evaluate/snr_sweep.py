@@ -18,10 +18,23 @@ Per estimator, SNR and parameter, over the samples i (with the per-sample statis
 and the same for the pseudo-parameter ``mean``, whose per-sample values are the means over the
 estimated parameters of the per-sample values above (so ``mean_loss`` of ``mean`` is the loss averaged
 over parameters and samples); each with a percentile bootstrap interval over the samples (``<name>_lo``, ``<name>_hi``: 2.5 % and
-97.5 %, ``n_boot`` resamples of the samples with replacement, seeded).  File
-``results/evaluate_snr_sweep/sweep.nc``: these variables with dims ``(estimator, snr, parameter)``,
-``time_per_voxel`` (estimator, snr), ``n_samples`` and ``n_realizations`` (estimator), attrs
-``sigma``, ``seed``, ``n_boot``.
+97.5 %, ``n_boot`` resamples of the samples with replacement, seeded).
+
+Each estimator runs on its own subset (NLLS is slow: the first ``nlls_samples`` samples and
+``nlls_realizations`` realizations).  So that NLLS and the networks are compared on the same data,
+``paired_<name>`` (and its interval) repeats every statistic on the subset that all estimators saw
+(the leading ``paired_samples`` samples and ``paired_realizations`` realizations, attrs).  The
+per-sample values behind the statistics are kept too (``sample_normalized_loss``,
+``sample_bias_over_sqrt_crb``, ``sample_std_over_sqrt_crb``, dims ``(estimator, snr, sample,
+parameter)``, NaN where an estimator did not run), so that estimators can be compared sample by
+sample (:mod:`crbnn.evaluate.claims`).  ``bias_floor`` (estimator, snr, parameter) is the median
+|bias|/sqrt(CRB) that noise alone gives an unbiased estimator with the measured std over K
+realizations (:func:`crbnn.evaluate.grid.bias_noise_floor`): a median |bias| near it is noise, not bias.
+
+File ``results/evaluate_snr_sweep/<set>/sweep.nc`` (``<set>``: ``dev`` or ``final``): these variables
+with dims ``(estimator, snr, parameter)``, ``time_per_voxel`` (estimator, snr), ``n_samples`` and
+``n_realizations`` (estimator), attrs ``sigma``, ``seed``, ``n_boot``, ``paired_samples``,
+``paired_realizations``.
 """
 
 from __future__ import annotations
@@ -34,12 +47,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crbnn.evaluate.grid import Estimator, noisy_coefficients, point_statistics
+from crbnn.evaluate.grid import Estimator, bias_noise_floor, noisy_coefficients, point_statistics
 
 #: Coverage of the bootstrap intervals (percent): the 2.5 and 97.5 percentiles.
 INTERVAL_PERCENT = 95
 #: Sweep statistics and how each aggregates the per-sample values.
 SWEEP_STATISTICS: tuple[str, ...] = ("mean_loss", "median_loss", "median_abs_bias", "median_std")
+#: Per-sample values kept in the sweep file (dims estimator, snr, sample, estimated parameter).
+SAMPLE_VARIABLES: tuple[str, ...] = ("sample_normalized_loss", "sample_bias_over_sqrt_crb", "sample_std_over_sqrt_crb")
 
 
 @dataclass
@@ -134,10 +149,18 @@ def evaluate_snr_sweep(
         raise ValueError(f"coefficients {c.shape}, truth {truth.shape} and crb {crb.shape} disagree")
     names = list(estimators)
     shape = (len(names), len(snrs), E + 1)
-    data = {f"{s}{suffix}": np.full(shape, np.nan) for s in SWEEP_STATISTICS for suffix in ("", "_lo", "_hi")}
+    data = {f"{pre}{s}{suffix}": np.full(shape, np.nan)
+            for pre in ("", "paired_") for s in SWEEP_STATISTICS for suffix in ("", "_lo", "_hi")}
+    floor = np.full((len(names), len(snrs), E), np.nan)
+    samples = {v: np.full((len(names), len(snrs), n, E), np.nan) for v in SAMPLE_VARIABLES}
     tpv = np.full(shape[:2], np.nan)
     n_samples = np.zeros(len(names), dtype=np.int64)
     n_real = np.zeros(len(names), dtype=np.int64)
+    for je, name in enumerate(names):
+        spec = estimators[name]
+        n_samples[je] = n if spec.max_samples is None else min(int(spec.max_samples), n)
+        n_real[je] = realizations if spec.max_realizations is None else min(int(spec.max_realizations), realizations)
+    m_pair, k_pair = (int(n_samples.min()), int(n_real.min())) if names else (0, 0)
     for js, snr in enumerate(snrs):
         if snr <= 0:
             raise ValueError(f"SNR must be > 0, got {snr}")
@@ -146,8 +169,7 @@ def evaluate_snr_sweep(
         crb_scaled = crb * sigma**2 / m0_abs**2
         for je, name in enumerate(names):
             spec = estimators[name]
-            m = n if spec.max_samples is None else min(int(spec.max_samples), n)
-            k = realizations if spec.max_realizations is None else min(int(spec.max_realizations), realizations)
+            m, k = int(n_samples[je]), int(n_real[je])
             yy = np.ascontiguousarray(y[:m, :k].reshape(-1, c.shape[1]))
             t0 = time.perf_counter()
             if spec.with_m0:
@@ -158,24 +180,39 @@ def evaluate_snr_sweep(
             est = np.asarray(est, dtype=np.float64)
             if est.shape != (m * k, E):
                 raise ValueError(f"estimator {name!r} returned shape {est.shape}, expected {(m * k, E)}")
-            st = point_statistics(est.reshape(m, k, E), truth[:m], crb_scaled[:m])
+            est = est.reshape(m, k, E)
+            st = point_statistics(est, truth[:m], crb_scaled[:m])
             rng = np.random.default_rng(snr_seed(seed + 1, js * 1000 + je))
             for s, (v, lo, hi) in bootstrap_statistics(per_sample_values(st), rng, n_boot).items():
                 data[s][je, js], data[f"{s}_lo"][je, js], data[f"{s}_hi"][je, js] = v, lo, hi
+            floor[je, js] = bias_noise_floor(st["std_over_sqrt_crb"], k)
+            for v in SAMPLE_VARIABLES:
+                samples[v][je, js, :m] = st[v.removeprefix("sample_")]
+            if m_pair > 0 and k_pair > 0:
+                sp = point_statistics(est[:m_pair, :k_pair], truth[:m_pair], crb_scaled[:m_pair])
+                rng = np.random.default_rng(snr_seed(seed + 2, js * 1000 + je))
+                for s, (v, lo, hi) in bootstrap_statistics(per_sample_values(sp), rng, n_boot).items():
+                    data[f"paired_{s}"][je, js] = v
+                    data[f"paired_{s}_lo"][je, js], data[f"paired_{s}_hi"][je, js] = lo, hi
             tpv[je, js] = dt / max(m * k, 1)
-            n_samples[je], n_real[je] = m, k
             if log is not None:
                 log(f"SNR {snr:g} {name}: {m} samples x {k} realizations in {dt:.2f} s, mean loss "
                     f"{np.round(data['mean_loss'][je, js], 3).tolist()}")
     dims = ("estimator", "snr", "parameter")
+    sdims = ("estimator", "snr", "sample", "estimated")
     ds = xr.Dataset(
         {**{k: (dims, v, {"units": "1"}) for k, v in data.items()},
+         "bias_floor": (dims, np.concatenate([floor, np.nanmean(floor, axis=2, keepdims=True)], axis=2),
+                        {"units": "1"}),
+         **{v: (sdims, a, {"units": "1"}) for v, a in samples.items()},
          "time_per_voxel": (("estimator", "snr"), tpv, {"units": "s"}),
          "n_samples": (("estimator",), n_samples),
          "n_realizations": (("estimator",), n_real)},
-        coords={"estimator": names, "snr": np.asarray(snrs, dtype=np.float64), "parameter": [*estimated, "mean"]},
+        coords={"estimator": names, "snr": np.asarray(snrs, dtype=np.float64), "parameter": [*estimated, "mean"],
+                "sample": np.arange(n), "estimated": list(estimated)},
     )
     ds.attrs.update({"sigma": float(sigma), "seed": int(seed), "n_boot": int(n_boot),
+                     "paired_samples": m_pair, "paired_realizations": k_pair,
                      "random_phase": int(bool(random_phase)), "realizations": int(realizations),
                      "description": "estimators against the CRB over SNRs; see crbnn.evaluate.snr_sweep"})
     return ds
@@ -183,7 +220,8 @@ def evaluate_snr_sweep(
 
 def sweep_table(ds: Any, statistics: Sequence[str] = SWEEP_STATISTICS) -> Any:
     """Long table (``pandas.DataFrame``) of a sweep: one row per estimator, SNR and parameter
-    (``mean`` included), with each statistic and its bootstrap interval."""
+    (``mean`` included), with each statistic and its bootstrap interval, the same on the paired
+    subset (``paired_<statistic>``) and the bias noise floor."""
     import pandas as pd
 
     rows = []
@@ -192,8 +230,13 @@ def sweep_table(ds: Any, statistics: Sequence[str] = SWEEP_STATISTICS) -> Any:
             for p in ds["parameter"].values:
                 row: dict[str, Any] = {"estimator": str(e), "snr": float(s), "parameter": str(p),
                                        "n_samples": int(ds["n_samples"].sel(estimator=e))}
-                for st in statistics:
-                    for suffix in ("", "_lo", "_hi"):
-                        row[f"{st}{suffix}"] = float(ds[f"{st}{suffix}"].sel(estimator=e, snr=s, parameter=p))
+                for pre in ("", "paired_"):
+                    for st in statistics:
+                        for suffix in ("", "_lo", "_hi"):
+                            name = f"{pre}{st}{suffix}"
+                            if name in ds:
+                                row[name] = float(ds[name].sel(estimator=e, snr=s, parameter=p))
+                if "bias_floor" in ds:
+                    row["bias_floor"] = float(ds["bias_floor"].sel(estimator=e, snr=s, parameter=p))
                 rows.append(row)
     return pd.DataFrame(rows)

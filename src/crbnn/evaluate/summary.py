@@ -1,6 +1,6 @@
-r"""Headline numbers of a run (``results/summary.json``) and the verdict on the paper's claim.
+r"""Headline numbers of a run (``results/summary.json``) and the verdicts on the paper's claims.
 
-The summary aggregates what the evaluation wrote (``results/evaluate_network/<loss>.json``,
+The summary aggregates what the evaluation wrote (``results/evaluate_network/final/<loss>.json``,
 ``results/train_network/<loss>/history.csv``, ``results/figures/summary_table.csv``, the SNR sweep,
 the regime comparison, the in vivo regions) plus the configuration values the manuscript quotes;
 :mod:`crbnn.report.latex` turns it into LaTeX macros and tables.
@@ -17,7 +17,11 @@ Layout of the summary (all keys optional except ``config``)::
      "snr_sweep": {estimator: {"SNR<s>": {parameter: {"mean_loss": float, "mean_loss_lo": ..., ...}}}},
      "regimes": {"point<i>": {"point": {...}, "sqrt_crb": {p: float}, "sqrt_crb_all_unknown": {...}, "ratio": {...}}},
      "nlls_efficiency": {grid: {parameter: float, "points": int}},
-     "claims": {...: bool | float | str},
+     "evidence": {...},   # crbnn.evaluate.claims.collect_evidence: final test set and grids
+     "claims": {claim: {"verdict": "held" | "not held" | "not testable", "criterion": str, "reason": str,
+                        "numbers": {...}}, "line": str},   # crbnn.evaluate.claims.judge_all
+     "headline": {"snr_range": [lo, hi], "crb_loss_mean": {loss: float}, "crb_by_snr": {"SNR<s>": class}},
+     "development": {"networks": {loss: {...}}, "snr_sweep": {...}},   # never read by a verdict
      "config": {...: number | str | list}}
 """
 
@@ -182,59 +186,6 @@ def informative_std_ratio(ds: Any, priors: Mapping[str, Mapping[str, Any]], esti
     return out
 
 
-#: SNRs at and above which the sweep claim is judged (the paper's SNR 50 lies inside).
-CLAIM_MIN_SNR = 35.0
-
-
-#: How far from 1 the CRB network's test-set loss may be: mean over parameters, each parameter.
-CLAIM_TOLERANCE_MEAN = 0.2
-
-
-CLAIM_TOLERANCE_EACH = 0.4
-
-
-def claims(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Did the paper's claims hold in this run?  Verdicts computed from the other summary sections.
-
-    * ``crb_loss_near_one``: the CRB network's test-set loss (mean over parameters) is within 20 %
-      of 1 and every parameter's within 40 %;
-    * ``mse_over_crb``: the MSE network's test-set loss divided by the CRB network's;
-    * ``crb_beats_mse``: that ratio is above 1;
-    * ``sweep_crb_closer_snrs``: the SNRs where the CRB network's mean loss is closer to 1 than the
-      MSE network's, and ``sweep_crb_closer_high_snr``: whether that holds at every SNR >= 35;
-    * ``verdict``: "held" when all three hold, else "did not hold".
-    Missing sections give ``None``.
-    """
-    nets = summary.get("networks", {})
-    out: dict[str, Any] = {"tolerance_mean": CLAIM_TOLERANCE_MEAN, "tolerance_each": CLAIM_TOLERANCE_EACH,
-                           "min_snr": CLAIM_MIN_SNR}
-    crb, mse = nets.get("crb", {}), nets.get("mse", {})
-    if "crb_loss_mean" in crb:
-        per = crb.get("crb_loss", {})
-        out["crb_loss_near_one"] = bool(abs(crb["crb_loss_mean"] - 1) <= CLAIM_TOLERANCE_MEAN
-                                        and all(abs(v - 1) <= CLAIM_TOLERANCE_EACH for v in per.values()))
-    if "crb_loss_mean" in crb and "crb_loss_mean" in mse:
-        out["mse_over_crb"] = float(mse["crb_loss_mean"] / crb["crb_loss_mean"])
-        out["crb_beats_mse"] = bool(out["mse_over_crb"] > 1)
-    sweep = summary.get("snr_sweep", {})
-    if "crb" in sweep and "mse" in sweep:
-        closer, high = [], True
-        for key, by_par in sweep["crb"].items():
-            snr = float(key[3:])
-            c, m = by_par["mean"]["mean_loss"], sweep["mse"][key]["mean"]["mean_loss"]
-            better = abs(c - 1) < abs(m - 1)
-            if better:
-                closer.append(snr)
-            if snr >= CLAIM_MIN_SNR and not better:
-                high = False
-        out["sweep_crb_closer_snrs"] = closer
-        out["sweep_crb_closer_high_snr"] = high
-    keys = ("crb_loss_near_one", "crb_beats_mse", "sweep_crb_closer_high_snr")
-    if all(k in out for k in keys):
-        out["verdict"] = "held" if all(out[k] for k in keys) else "did not hold"
-    return out
-
-
 def summarize(
     evaluations: Mapping[str, str | Path] | None = None,
     histories: Mapping[str, str | Path] | None = None,
@@ -244,20 +195,35 @@ def summarize(
     snr_sweep: str | Path | None = None,
     regimes: str | Path | None = None,
     grids: Mapping[str, str | Path] | None = None,
+    snr_sweep_nc: str | Path | None = None,
+    dev_evaluations: Mapping[str, str | Path] | None = None,
+    dev_snr_sweep: str | Path | None = None,
+    seed_spread: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Aggregate the evaluation outputs that exist into one summary dictionary.
 
-    ``evaluations`` and ``histories`` map a loss name to its evaluation JSON / ``history.csv``;
-    ``invivo_regions`` the in vivo ``regions.json`` (section ``invivo``, :func:`read_invivo_regions`);
-    ``snr_sweep`` is the sweep table, ``regimes`` the regime comparison, ``grids`` maps a grid name
-    to its ``evaluate_grid`` NetCDF (for :func:`informative_std_ratio`); missing files are skipped
-    (so a partial run still gives a summary); ``config`` holds the configuration values the
-    manuscript quotes (copied as is).  ``claims`` (:func:`claims`) is derived from the rest.
+    ``evaluations`` and ``histories`` map a loss name to its evaluation JSON on the final test set /
+    its ``history.csv``; ``invivo_regions`` the in vivo ``regions.json`` (section ``invivo``,
+    :func:`read_invivo_regions`); ``snr_sweep`` / ``snr_sweep_nc`` are the final test set's sweep
+    table and file, ``regimes`` the regime comparison, ``grids`` maps a grid name to its
+    ``evaluate_grid`` NetCDF; missing files are skipped (so a partial run still gives a summary);
+    ``config`` holds the configuration values the manuscript quotes (copied as is).
+
+    ``claims`` (:func:`crbnn.evaluate.claims.judge_all`) reads only the evidence of the final test
+    set and the grids (``evidence``).  The development set (``dev_evaluations``, ``dev_snr_sweep``)
+    goes to the section ``development``, which no verdict reads.
     """
+    from crbnn.evaluate import claims as claims_module
+
     out: dict[str, Any] = {"config": dict(config or {})}
     nets = {k: read_evaluation(p) for k, p in (evaluations or {}).items() if Path(p).exists()}
     if nets:
         out["networks"] = nets
+    dev = {k: read_evaluation(p) for k, p in (dev_evaluations or {}).items() if Path(p).exists()}
+    if dev or (dev_snr_sweep is not None and Path(dev_snr_sweep).exists()):
+        out["development"] = {"networks": dev}
+        if dev_snr_sweep is not None and Path(dev_snr_sweep).exists():
+            out["development"]["snr_sweep"] = read_snr_sweep(dev_snr_sweep)
     hist = {k: read_history(p) for k, p in (histories or {}).items() if Path(p).exists()}
     if hist:
         out["training"] = hist
@@ -271,13 +237,34 @@ def summarize(
         out["snr_sweep"] = read_snr_sweep(snr_sweep)
     if regimes is not None and Path(regimes).exists():
         out["regimes"] = read_regimes(regimes)
-    eff = {}
-    for g, p in (grids or {}).items():
-        if Path(p).exists():
-            from crbnn.evaluate.grid import read_netcdf
+    from crbnn.evaluate.grid import read_netcdf
 
-            eff[g] = informative_std_ratio(read_netcdf(p), out["config"].get("priors", {}))
+    grid_ds = {g: read_netcdf(p) for g, p in (grids or {}).items() if Path(p).exists()}
+    eff = {g: informative_std_ratio(ds, out["config"].get("priors", {})) for g, ds in grid_ds.items()}
     if eff:
         out["nlls_efficiency"] = eff
-    out["claims"] = claims(out)
+    sweep_ds = read_netcdf(snr_sweep_nc) if snr_sweep_nc is not None and Path(snr_sweep_nc).exists() else None
+    out["evidence"] = claims_module.collect_evidence(sweep_ds, grid_ds)
+    out["claims"] = claims_module.judge_all(out["evidence"], out.get("invivo"), seed_spread)
+    out["headline"] = headline(out)
+    return out
+
+
+def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What the single test-set loss of each network averages, beside the per-SNR picture.
+
+    The final test set draws |M0| ~ U(m0_range) at the training sigma, so its SNR is spread over
+    ``snr_range``; ``crb_loss_mean`` is a mixture over that range.  ``by_snr`` classifies the CRB
+    network's sweep loss (mean over parameters) at each SNR against the efficiency band
+    (prior-leaning, efficient, inefficient or undecided; :func:`crbnn.evaluate.claims.claim_efficiency`).
+    """
+    nets = summary.get("networks", {})
+    out: dict[str, Any] = {}
+    any_net = next(iter(nets.values()), {})
+    sigma, m0 = any_net.get("sigma"), any_net.get("m0_range")
+    if sigma and m0:
+        out["snr_range"] = [float(m0[0]) / float(sigma), float(m0[1]) / float(sigma)]
+    out["crb_loss_mean"] = {k: v["crb_loss_mean"] for k, v in nets.items() if "crb_loss_mean" in v}
+    eff = summary.get("claims", {}).get("efficiency", {}).get("numbers", {})
+    out["crb_by_snr"] = eff.get("by_snr", {})
     return out

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from crbnn.common.seeds import derive_seed
 from crbnn.evaluate.grid import Estimator
 from crbnn.learn.data import TrainingData, draw_noisy
-from crbnn.learn.model_file import predict
+from crbnn.learn.model_file import check_regime, predict
 from crbnn.learn.nets import EstimatorNet
 from crbnn.physics.noise import add_noise, draw_m0
 
@@ -104,6 +104,7 @@ def evaluate_model(
     meta = model.meta
     if data.basis_sha256 != meta.get("basis_sha256") or data.sequence_sha256 != meta.get("sequence_sha256"):
         raise ValueError("test data and network differ in basis or pulse train hash")
+    check_regime(meta, list(data.estimated), list(data.nuisance), str(meta.get("loss")), data.path or "the test set")
     sigma = float(meta["sigma"] if sigma is None else sigma)
     m0_range = tuple(meta["m0_range"] if m0_range is None else m0_range)
     names = list(meta["estimated"])

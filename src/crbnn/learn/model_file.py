@@ -59,6 +59,33 @@ def save_model(model: EstimatorNet, path: str | os.PathLike[str]) -> None:
     write_torch(Path(path), {"state_dict": state, "meta": copy.deepcopy(meta)})
 
 
+class RegimeMismatch(ValueError):
+    """A network evaluated on data of another regime (estimated or nuisance parameters, or their order)."""
+
+
+def check_regime(meta: dict[str, Any], estimated: list[str] | tuple[str, ...], nuisance: list[str] | tuple[str, ...],
+                 network: str, data: str) -> None:
+    """Raise :class:`RegimeMismatch` unless the network (``meta``) estimates exactly ``estimated``
+    and was trained with exactly the ``nuisance`` parameters of the data set, in the same order:
+    otherwise its outputs would be scored against the CRB of another estimation problem.
+
+    >>> check_regime({"estimated": ["T1"], "nuisance": ["B1"]}, ["T1"], ["B1"], "crb", "test.h5")
+    >>> check_regime({"estimated": ["T1"], "nuisance": ["B1"]}, ["T1"], ["omega0", "B1"], "crb", "test.h5")
+    Traceback (most recent call last):
+    ...
+    crbnn.learn.model_file.RegimeMismatch: network crb and data test.h5 differ in their nuisance parameters: ['B1'] (network) against ['omega0', 'B1'] (data); evaluate a network on data simulated in its own regime (model.estimated, model.nuisance)
+    """
+    for what, mine, theirs in (("estimated", meta.get("estimated"), estimated),
+                               ("nuisance", meta.get("nuisance"), nuisance)):
+        if mine is None:
+            continue  # files of older versions without the list: the hashes still pair them
+        if list(mine) != list(theirs):
+            raise RegimeMismatch(
+                f"network {network} and data {data} differ in their {what} parameters: {list(mine)} (network) "
+                f"against {list(theirs)} (data); evaluate a network on data simulated in its own regime "
+                "(model.estimated, model.nuisance)")
+
+
 class ModelFileError(ValueError):
     """A file that is not a model of this project (the message names the file and what it is)."""
 
