@@ -236,3 +236,26 @@ def test_adaptive_clip_caps_outlier_gradients() -> None:
     for _ in range(CLIP_WINDOW):
         clip_adaptive(lin, norms, 3.0)
     assert len(norms) == CLIP_WINDOW
+
+
+def test_bias_reduced_network_is_selected_by_its_own_objective(toy: dict[str, Path]) -> None:
+    """The bias-reduced network's saved epoch minimizes its own validation objective (bias^2/CRB plus
+    the penalized variance over K draws per signal), not the one-draw CRB-normalized loss."""
+    from crbnn.learn.losses import bias_reduced_loss
+
+    train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
+    crb_model, _ = train_network(train, val, settings(epochs=1), "crb")
+    s = settings(epochs=3, realizations=4, batch_size=32, lr=3e-3, lam=1.0, delta=1.0)
+    model, hist = train_network(train, val, s, "bias_reduced", init_from=crb_model)
+    objective = [h["val_bias_reduced"] for h in hist]
+    assert all(h["val_loss"] == h["val_bias_reduced"] for h in hist)
+    assert model.meta["selected_epoch"] == 1 + int(np.argmin(objective))
+    # value oracle: the validation objective of the saved weights, recomputed by hand
+    vs = make_validation_set(val, s, torch.device("cpu"), realizations=4)
+    assert vs.x_multi is not None and tuple(vs.x_multi.shape[:2]) == (256, 4)
+    with torch.no_grad():
+        est = model(vs.x_multi.reshape(-1, vs.x_multi.shape[-1])).reshape(256, 4, 3)
+    by_hand = float(bias_reduced_loss(est.double(), vs.targets.double(), vs.crb_multi.double()))
+    assert by_hand == pytest.approx(min(objective), rel=1e-5)
+    # the one-draw inputs are those of every other loss (the K draws come from a stream of their own)
+    assert torch.equal(vs.x, make_validation_set(val, s, torch.device("cpu")).x)

@@ -229,17 +229,35 @@ def output_scaling(targets: torch.Tensor) -> tuple[list[float], list[float]]:
 
 @dataclass
 class ValidationSet:
-    """Validation inputs with noise drawn once: normalized inputs, targets, scaled CRB (on device)."""
+    """Validation inputs with noise drawn once: normalized inputs, targets, scaled CRB (on device).
+
+    ``x_multi`` / ``crb_multi``: for the bias-reduced loss, ``K`` further noise draws of every signal
+    sharing one M0 ([n, K, inputs] and the CRB [n, E] they share), so that its own objective (bias and
+    variance over realizations) can be validated; None otherwise.
+    """
 
     x: torch.Tensor
     targets: torch.Tensor
     crb: torch.Tensor
+    x_multi: torch.Tensor | None = None
+    crb_multi: torch.Tensor | None = None
 
 
-def make_validation_set(data: TrainingData, settings: TrainSettings, device: torch.device) -> ValidationSet:
-    """Draw the validation noise once from ``settings.val_seed`` (same for every epoch and loss)."""
+def make_validation_set(data: TrainingData, settings: TrainSettings, device: torch.device,
+                        realizations: int | None = None) -> ValidationSet:
+    """Draw the validation noise once from ``settings.val_seed`` (same for every epoch and loss).
+
+    With ``realizations`` K (the bias-reduced loss), K more draws per signal from a stream of their
+    own, so the one-draw inputs are the same for every loss.
+    """
     g = torch.Generator().manual_seed(derive_seed(settings.val_seed, "validation"))
     y, m2 = draw_noisy(data.coefficients, g, settings.sigma, settings.m0_range)
     x = normalize_inputs(y, settings.normalization)
     crb = data.crb * (settings.sigma**2 / m2)[:, None]
-    return ValidationSet(x.to(device), data.targets.to(device), crb.to(device))
+    out = ValidationSet(x.to(device), data.targets.to(device), crb.to(device))
+    if realizations is not None:
+        gk = torch.Generator().manual_seed(derive_seed(settings.val_seed, "validation_realizations"))
+        yk, mk = draw_noisy(data.coefficients, gk, settings.sigma, settings.m0_range, realizations)
+        out.x_multi = normalize_inputs(yk, settings.normalization).to(device)
+        out.crb_multi = (data.crb * (settings.sigma**2 / mk)[:, None]).to(device)
+    return out

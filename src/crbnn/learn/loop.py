@@ -39,7 +39,7 @@ from crbnn.learn.data import (
     normalize_inputs,
     output_scaling,
 )
-from crbnn.learn.losses import LOSSES, compute_loss, crb_normalized_errors
+from crbnn.learn.losses import LOSSES, bias_reduced_loss, compute_loss, crb_normalized_errors
 from crbnn.learn.model_file import build_meta
 from crbnn.learn.nets import EstimatorNet, build_network, count_weights
 from crbnn.learn.settings import TrainSettings
@@ -90,17 +90,25 @@ def recalibrate_batchnorm(
 
 @torch.no_grad()
 def validation_metrics(
-    model: EstimatorNet, val: ValidationSet, names: Sequence[str], batch_size: int = 65536, loss: str = "crb"
+    model: EstimatorNet, val: ValidationSet, names: Sequence[str], batch_size: int = 65536, loss: str = "crb",
+    lam: float = 1.0, delta: float = 1.0,
 ) -> dict[str, float]:
     """``val_mse_<p>`` (physical units squared), ``val_crb_<p>``, ``val_crb_mean`` and ``val_loss``.
 
     ``val_loss`` is the training objective of ``loss`` on the validation set, the criterion of model
-    selection: the mean of ``val_mse_<p>`` for ``mse``, ``val_crb_mean`` for ``crb`` and
-    ``bias_reduced`` (whose own objective needs several noise draws per signal).  Eval mode.
+    selection: the mean of ``val_mse_<p>`` for ``mse``, ``val_crb_mean`` for ``crb``, and for
+    ``bias_reduced`` its own objective (Mao et al.: squared bias plus the penalized variance, both over
+    CRB, with ``lam`` and ``delta``) over the K validation draws of every signal (``val.x_multi``;
+    ``val_bias_reduced``).  Eval mode.
     """
     was_training = model.training
     model.eval()
     est = torch.cat([model(val.x[i : i + batch_size]) for i in range(0, len(val.x), batch_size)])
+    multi = None
+    if loss == "bias_reduced" and val.x_multi is not None:
+        flat = val.x_multi.reshape(-1, val.x_multi.shape[-1])
+        multi = torch.cat([model(flat[i : i + batch_size]) for i in range(0, len(flat), batch_size)])
+        multi = multi.reshape(val.x_multi.shape[0], val.x_multi.shape[1], -1)
     model.train(was_training)
     mse = ((est - val.targets) ** 2).double().mean(dim=0)
     crbn = crb_normalized_errors(est, val.targets, val.crb).double().mean(dim=0)
@@ -108,6 +116,11 @@ def validation_metrics(
     out.update({f"val_crb_{p}": float(crbn[k]) for k, p in enumerate(names)})
     out["val_crb_mean"] = float(crbn.mean())
     out["val_loss"] = float(mse.mean()) if loss == "mse" else out["val_crb_mean"]
+    if multi is not None:
+        assert val.crb_multi is not None
+        out["val_bias_reduced"] = float(bias_reduced_loss(multi.double(), val.targets.double(), val.crb_multi.double(),
+                                                          lam=lam, delta=delta))
+        out["val_loss"] = out["val_bias_reduced"]
     return out
 
 
@@ -326,10 +339,12 @@ def train_epoch(state: TrainingState, data: _DeviceData, settings: TrainSettings
     return total / max(count, 1), count
 
 
-def validate_epoch(state: TrainingState, val_set: ValidationSet, names: Sequence[str], loss: str, epoch: int
-                   ) -> dict[str, float]:
-    """Validation metrics of the averaged weights; keeps them as ``best`` when their loss is the lowest."""
-    metrics = validation_metrics(state.ema.module, val_set, names, loss=loss)
+def validate_epoch(state: TrainingState, val_set: ValidationSet, names: Sequence[str], loss: str, epoch: int,
+                   settings: TrainSettings | None = None) -> dict[str, float]:
+    """Validation metrics of the averaged weights; keeps them as ``best`` when their loss (the
+    objective of ``loss``, :func:`validation_metrics`) is the lowest."""
+    kw = {"lam": settings.lam, "delta": settings.delta} if settings is not None else {}
+    metrics = validation_metrics(state.ema.module, val_set, names, loss=loss, **kw)
     if metrics["val_loss"] < state.best["val_loss"] or state.best["state"] is None:
         state.best = {"epoch": epoch, "val_loss": metrics["val_loss"],
                       "state": {k: v.detach().cpu().clone() for k, v in state.ema.module.state_dict().items()}}
@@ -402,7 +417,8 @@ def train_network(
         log.info("resumed from %s after epoch %d", ckpt_path, state.epoch)
 
     data = _DeviceData.of(train, settings, loss, device)
-    val_set = make_validation_set(val, settings, device)
+    val_set = make_validation_set(val, settings, device,
+                                  settings.realizations if loss == "bias_reduced" else None)
     names = train.estimated
     log.info(
         "training %r: %d signals, %d validation, %d weights, device %s, epochs %d, batch %d%s",
@@ -415,7 +431,7 @@ def train_network(
         lr = float(state.optimizer.param_groups[0]["lr"])
         train_loss, count = train_epoch(state, data, settings, loss, epoch)
         t_train = time.perf_counter() - t0
-        metrics = validate_epoch(state, val_set, names, loss, epoch)
+        metrics = validate_epoch(state, val_set, names, loss, epoch, settings)
         state.epoch, state.wall_time_s = epoch, wall_before + time.perf_counter() - t_run
         row = {"epoch": epoch, "train_loss": train_loss, **metrics, "best_epoch": state.best["epoch"], "lr": lr,
                "epoch_time_s": time.perf_counter() - t0, "samples_per_s": count / t_train,
