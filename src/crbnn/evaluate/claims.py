@@ -463,3 +463,50 @@ def judge_all(evidence: Mapping[str, Any], invivo: Mapping[str, Any] | None = No
 
 #: The claims in the order of the paper (keys of ``summary["claims"]``).
 CLAIM_NAMES: tuple[str, ...] = ("efficiency", "superiority", "bias", "variance", "bias_reduction", "invivo")
+
+
+# ------------------------------------------------------------------------------- reporting
+def _fmt(x: float) -> str:
+    """Three significant digits, trailing zeros kept (1.00, not 1)."""
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:#.3g}".rstrip(".")
+
+
+def _fmt_iv(iv: Sequence[float], signed: bool = False) -> str:
+    f = (lambda x: ("+" if x > 0 else "") + _fmt(x)) if signed else _fmt  # noqa: E731
+    return f"{f(iv[0])} [{f(iv[1])}, {f(iv[2])}]"
+
+
+def claim_numbers_text(v: Mapping[str, Any]) -> str:
+    """The numbers behind a verdict (``judge_all(...)[name]``) in one plain-text sentence, for the
+    README block and the manuscript: values with their 95 % intervals at the paper's SNR."""
+    name, num = v["name"], v.get("numbers", {})
+    if name == "efficiency":
+        parts = []
+        for where, per in num.get("at_paper_snr", {}).items():
+            parts.append(f"{where}: " + ", ".join(f"{p} {_fmt_iv(d['loss'])}" for p, d in per.items()))
+        snrs = num.get("efficient_snrs", [])
+        band = f"; efficient (mean over parameters) at SNR {', '.join(f'{s:g}' for s in snrs)}" if snrs else \
+            "; efficient (mean over parameters) at no SNR of the sweep"
+        return ("CRB-normalized loss of the CRB network at SNR 50, " + "; ".join(parts) + band) if parts else v["reason"]
+    if name == "superiority":
+        at = num.get("by_snr", {}).get(snr_label(PAPER_SNR), {})
+        if not at:
+            return v["reason"]
+        parts = [f"{p} {_fmt_iv(d['crb'])} against {_fmt_iv(d['mse'])} ({d['outcome'].replace('a lower', 'CRB lower').replace('b lower', 'MSE lower')})"
+                 for p, d in at.items() if p != "mean"]
+        return ("loss of the CRB against the MSE network at SNR 50, test set: " + "; ".join(parts)
+                + f"; ratio MSE/CRB {_fmt(num.get('ratio_at_paper_snr', math.nan))}")
+    if name in ("bias", "variance", "bias_reduction"):
+        a, b = num.get("pair", ["?", "?"])
+        parts = []
+        for where, per in num.get("at_paper_snr", {}).items():
+            parts.append(f"{where}: " + ", ".join(f"{p} {_fmt_iv(d['difference'], signed=True)}" for p, d in per.items()))
+        floor = num.get("noise_floor", {}).get("test set")
+        extra = (f"; noise floor of |bias|/sqrt(CRB) on the test set {', '.join(f'{p} {_fmt(x)}' for p, x in floor.items() if p != 'mean')}"
+                 if floor else "")
+        what = "|bias|/sqrt(CRB)" if name != "variance" else "|std/sqrt(CRB) - r_K|"
+        return (f"median paired difference of {what}, {a} minus {b} network, at SNR 50: " + "; ".join(parts) + extra
+                if parts else v["reason"])
+    return v["reason"]
