@@ -55,6 +55,7 @@ rule write_macros:
         priors="results/manuscript/priors.tex",
         regions="results/manuscript/invivo_regions.tex",
         snr_table="results/manuscript/snr_table.tex",
+        claims="results/manuscript/claims.tex",
     log:
         "results/logs/write_macros/main.log",
     benchmark:
@@ -85,6 +86,7 @@ rule build_manuscript:
         priors="results/manuscript/priors.tex",
         regions="results/manuscript/invivo_regions.tex",
         snr_table="results/manuscript/snr_table.tex",
+        claims="results/manuscript/claims.tex",
         table="results/figures/summary_table.tex",
         figures=manuscript_figures,
     output:

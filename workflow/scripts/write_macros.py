@@ -4,7 +4,14 @@ import json
 
 from crbnn.common.io import atomic_write
 from crbnn.common.logs import setup_logging
-from crbnn.report.latex import latex_grid_figures, latex_macros, latex_prior_table, latex_region_table, latex_snr_table
+from crbnn.report.latex import (
+    latex_claims_table,
+    latex_grid_figures,
+    latex_macros,
+    latex_prior_table,
+    latex_region_table,
+    latex_snr_table,
+)
 
 
 def main(snakemake):
@@ -23,7 +30,9 @@ def main(snakemake):
         tmp.write_text(latex_region_table(summary, digits=p.digits))
     with atomic_write(snakemake.output.snr_table) as tmp:
         tmp.write_text(latex_snr_table(summary.get("snr_sweep", {}), digits=p.digits))
-    log.info("%d macros", text.count(r"\newcommand"))
+    with atomic_write(snakemake.output.claims) as tmp:
+        tmp.write_text(latex_claims_table(summary.get("claims", {})))
+    log.info("%d macros; claims: %s", text.count(r"\newcommand"), summary.get("claims", {}).get("line"))
 
 
 if "snakemake" in globals():

@@ -264,6 +264,7 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
     sigma, m0 = any_net.get("sigma"), any_net.get("m0_range")
     if sigma and m0:
         out["snr_range"] = [float(m0[0]) / float(sigma), float(m0[1]) / float(sigma)]
+        out["snr_min"], out["snr_max"] = out["snr_range"]
     out["crb_loss_mean"] = {k: v["crb_loss_mean"] for k, v in nets.items() if "crb_loss_mean" in v}
     eff = summary.get("claims", {}).get("efficiency", {}).get("numbers", {})
     out["crb_by_snr"] = eff.get("by_snr", {})

@@ -32,15 +32,9 @@ HEADLINE_ALIASES = {
         for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"))
         for par, p in (("MzeroS", "m0s"), ("Tone", "T1"), ("TtwoF", "T2f"))
     },
-    "ClaimVerdict": ("claims", "verdict"),
-    "ClaimTolMean": ("claims", "tolerance_mean"),
-    "ClaimTolEach": ("claims", "tolerance_each"),
-    "ClaimMinSNR": ("claims", "min_snr"),
-    "ClaimNearOne": ("claims", "crb_loss_near_one"),
-    "ClaimCRBBeatsMSE": ("claims", "crb_beats_mse"),
-    "ClaimMSEOverCRB": ("claims", "mse_over_crb"),
-    "ClaimSweepSNRs": ("claims", "sweep_crb_closer_snrs"),
-    "ClaimSweepHigh": ("claims", "sweep_crb_closer_high_snr"),
+    "ClaimMSEOverCRB": ("claims", "superiority", "numbers", "ratio_at_paper_snr"),
+    "ClaimEfficientSNRs": ("claims", "efficiency", "numbers", "efficient_snrs"),
+    "ClaimCRBLowerSNRs": ("claims", "superiority", "numbers", "snrs_crb_lower"),
     "SelectedEpochCRB": ("training", "crb", "selected_epoch"),
     **{
         f"RegimeSqrtCRB{pt}{kind}": ("regimes", key, field, "m0s")
@@ -184,9 +178,89 @@ def latex_macros(summary: Mapping[str, Any], digits: int = 3, raw: Mapping[str, 
         lines.append(rf"\newcommand{{\{name}}}{{{text}}}")
     for alias, path in HEADLINE_ALIASES.items():
         add(alias, path, _lookup(summary, path))
-    for path, value in flatten(summary):
+    for path, value in flatten({k: v for k, v in summary.items() if k not in MACRO_SKIP}):
         add(macro_name(*path), path, value)
+    for name, text in claim_macros(summary.get("claims", {})).items():
+        if name in seen:
+            raise ValueError(f"macro \\{name} clashes with {seen[name]}")
+        seen[name] = ("claims",)
+        lines.append(rf"\newcommand{{\{name}}}{{{text}}}")
     return "\n".join(lines) + "\n"
+
+
+#: Summary sections not turned into one macro per leaf: the claims' evidence (thousands of numbers,
+#: read by the verdicts), the claims (their own macros: :func:`claim_macros`) and the development set
+#: (which the manuscript does not report as results).
+MACRO_SKIP: tuple[str, ...] = ("evidence", "claims", "development")
+
+#: How each efficiency class of the CRB network's loss at an SNR reads in a sentence.
+_BAND_WORDS = {"prior-leaning": "below the efficiency band (leaning on the prior, biased)",
+               "efficient": "inside the efficiency band", "inefficient": "above the efficiency band (inefficient)",
+               "undecided": "not decided by its interval (it straddles an edge of the band)"}
+
+
+def claim_macros(claims: Mapping[str, Any]) -> dict[str, str]:
+    r"""Macros of the claims (LaTeX text, escaped): per claim ``\Claim<Name>Verdict``,
+    ``\Claim<Name>Criterion``, ``\Claim<Name>Numbers``, ``\Claim<Name>Reason``; ``\ClaimsLine``
+    (every claim with its verdict), ``\ClaimsBySNR`` (where over SNR the CRB network is
+    prior-leaning, efficient or inefficient, as a sentence), ``\ClaimsAbstract`` (one sentence per
+    claim).  Missing claims give ``--``.
+
+    >>> m = claim_macros({"efficiency": {"name": "efficiency", "claim": "c", "verdict": "held", "criterion": "k",
+    ...                                  "reason": "r", "numbers": {"by_snr": {"SNR10": "prior-leaning"}}}})
+    >>> m["ClaimEfficiencyVerdict"], m["ClaimsBySNR"][:40]
+    ('held', 'At SNR 10 the CRB network\'s mean loss ')
+    """
+    from crbnn.evaluate.claims import CLAIM_NAMES, claim_numbers_text
+
+    out: dict[str, str] = {}
+    sentences = []
+    for name in CLAIM_NAMES:
+        v = claims.get(name)
+        key = macro_name("claim", name)
+        if not isinstance(v, Mapping) or "verdict" not in v:
+            for part in ("Verdict", "Criterion", "Numbers", "Reason"):
+                out[f"{key}{part}"] = "--"
+            continue
+        numbers = claim_numbers_text(v)
+        out[f"{key}Verdict"] = latex_escape(v["verdict"])
+        out[f"{key}Criterion"] = latex_escape(v["criterion"])
+        out[f"{key}Numbers"] = latex_escape(numbers)
+        out[f"{key}Reason"] = latex_escape(v["reason"])
+        sentences.append(f"{latex_escape(v['claim'][0].upper() + v['claim'][1:])}: \\emph{{{latex_escape(v['verdict'])}}} "
+                         f"({latex_escape(v['reason'])}).")
+    out["ClaimsLine"] = latex_escape(str(claims.get("line", "--")))
+    out["ClaimsAbstract"] = " ".join(sentences) or "--"
+    by_snr = claims.get("efficiency", {}).get("numbers", {}).get("by_snr", {}) if isinstance(claims.get("efficiency"), Mapping) else {}
+    groups: dict[str, list[str]] = {}
+    for key, cls in sorted(by_snr.items(), key=lambda kv: float(kv[0][3:])):
+        groups.setdefault(cls, []).append(key[3:])
+    parts = [f"at SNR {', '.join(snrs)} the CRB network's mean loss is {_BAND_WORDS.get(cls, cls)}"
+             for cls, snrs in groups.items()]
+    out["ClaimsBySNR"] = (latex_escape("; ".join(parts)[0].upper() + "; ".join(parts)[1:]) + ".") if parts else "--"
+    return out
+
+
+def latex_claims_table(claims: Mapping[str, Any]) -> str:
+    """The manuscript's table of the claims (``results/manuscript/claims.tex``): per claim its
+    verdict, the criterion fixed in advance and the numbers with their 95 % intervals."""
+    from crbnn.evaluate.claims import CLAIM_NAMES, claim_numbers_text
+
+    rows = []
+    for name in CLAIM_NAMES:
+        v = claims.get(name)
+        if not isinstance(v, Mapping) or "verdict" not in v:
+            continue
+        rows.append(f"{latex_escape(v['claim'])} & \\textbf{{{latex_escape(v['verdict'])}}} & "
+                    f"\\emph{{Criterion:}} {latex_escape(v['criterion'])}.  \\emph{{Numbers:}} "
+                    f"{latex_escape(claim_numbers_text(v))}. \\\\")
+    body = "\n\\midrule\n".join(rows) if rows else r"\multicolumn{3}{c}{no claims judged} \\"
+    return ("\\begin{table}[tbp]\n\\centering\\footnotesize\n"
+            "\\caption{The paper's claims, judged one by one on the final test set and the test grids at SNR 50 "
+            "(criteria fixed before the numbers; 95\\,\\% bootstrap intervals).}\\label{tab:claims}\n"
+            "\\begin{tabular}{p{0.2\\linewidth}p{0.09\\linewidth}p{0.63\\linewidth}}\n\\toprule\n"
+            "Claim & Verdict & Criterion and numbers \\\\\n\\midrule\n" + body + "\n\\bottomrule\n"
+            "\\end{tabular}\n\\end{table}\n")
 
 
 #: Captions of the grid-map figures per quantity (the figure rule's ``quantity`` wildcard).
