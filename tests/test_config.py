@@ -176,14 +176,16 @@ def test_gpu_request() -> None:
 def test_tables_and_seeds(default) -> None:
     cfg, _ = default
     tables = cfg["simulate"]["tables"]
-    for name in ("train", "val", "test"):
+    assert tuple(tables) == settings.SAMPLED_TABLES == ("train", "val", "dev", "final")
+    for name in settings.SAMPLED_TABLES:
         assert settings.table_size(cfg, name) == tables[name]["n"]
         assert settings.n_shards(cfg, name) == tables[name]["shards"]
         assert settings.table_seed(cfg, name) == derive_seed(cfg["simulate"]["seed"], name)
     assert settings.n_shards(cfg, "grid_m0s-T1") == cfg["simulate"]["grid_shards"]
     assert settings.basis_seed(cfg) == derive_seed(cfg["simulate"]["seed"], "basis")
-    seeds = {settings.table_seed(cfg, n) for n in ("train", "val", "test")} | {settings.basis_seed(cfg)}
-    assert len(seeds) == 4  # independent streams
+    seeds = {settings.table_seed(cfg, n) for n in settings.SAMPLED_TABLES} | {settings.basis_seed(cfg)}
+    assert len(seeds) == 5  # independent streams: the final test set shares no draw with the dev set
+    assert settings.sweep_seed(cfg, "final") != settings.sweep_seed(cfg, "dev")
     grids = list(cfg["grids"]["sets"])
     assert [settings.grid_seed(cfg, g) for g in grids] == [derive_seed(cfg["evaluate"]["seed"], f"grid_{g}") for g in grids]
     assert settings.evaluation_seed(cfg, "test_set") != settings.evaluation_seed(cfg, "snr_sweep")

@@ -52,7 +52,7 @@ SUMMARY = {
 def macros(tmp_path: Path) -> dict[str, Path]:
     """Run write_macros.py (ScriptArgs stand-in) on the fake summary; return its outputs."""
     (tmp_path / "summary.json").write_text(json.dumps(SUMMARY))
-    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors", "regions", "snr_table")}
+    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors", "regions", "snr_table", "claims")}
     main = runpy.run_path(str(SCRIPTS / "write_macros.py"))["main"]
     main(ScriptArgs(
         input={"summary": str(tmp_path / "summary.json")},
@@ -106,7 +106,7 @@ def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:
     manuscript types no digits of results outside its LaTeX structure (numbers come from macros)."""
     tex = (REPO / "manuscript" / "manuscript.tex").read_text()
     d = defined(macros["numbers"].read_text())
-    used = set(re.findall(r"\\((?:Config|CRBLoss|TrainTime|SecondsPerVoxel|Manuscript|Networks|Grids|Training|Claim|Regime|Sweep|SelectedEpoch|NLLSEff)[A-Za-z]*)", tex))
+    used = set(re.findall(r"\\((?:Config|CRBLoss|TrainTime|SecondsPerVoxel|Manuscript|Networks|Grids|Training|Claim|Regime|Sweep|SelectedEpoch|NLLSEff|Headline|Final)[A-Za-z]*)", tex))
     assert used and used <= set(d), sorted(used - set(d))
     body = tex.split(r"\begin{document}")[1]
     body = re.sub(r"%.*", "", body)

@@ -82,7 +82,7 @@ def test_invivo_image(e2e_run: Path) -> None:
     assert int(mask.sum()) == 37625 - 18674  # README of the inputs: background voxels are zero
 
 
-@pytest.mark.parametrize("name", ["train", "val", "test"])
+@pytest.mark.parametrize("name", ["train", "val", "dev", "final"])
 def test_datasets(e2e_run: Path, name: str) -> None:
     data, attrs = read_dataset(e2e_run / "results" / "simulate_dataset" / f"{name}.h5")
     n = TEST_CONFIG["simulate"]["tables"][name]["n"]
@@ -111,7 +111,7 @@ def test_coefficients_are_the_compressed_signal(e2e_run: Path) -> None:
     from crbnn.physics.r2sl import R2slTable
     from crbnn.physics.signal import simulate_paper
 
-    data, _ = read_dataset(e2e_run / "results" / "simulate_dataset" / "test.h5")
+    data, _ = read_dataset(e2e_run / "results" / "simulate_dataset" / "final.h5")
     seq = load_sequence(e2e_run / "resources" / "sequence.h5")
     u = load_basis(e2e_run / "resources" / "basis.h5").u
     r2sl = R2slTable.load(e2e_run / "resources" / "r2sl.h5")
@@ -136,8 +136,9 @@ def test_training_outputs(e2e_run: Path) -> None:
         hist = (e2e_run / "results" / "train_network" / loss / "history.csv").read_text().splitlines()
         assert len(hist) >= 2 and "epoch" in hist[0]
         assert (e2e_run / "results" / "train_network" / loss / "model.pt").stat().st_size > 0
-        metrics = json.loads((e2e_run / "results" / "evaluate_network" / f"{loss}.json").read_text())
-        assert np.isfinite(metrics["crb_loss_mean"]) and set(metrics["crb_loss"]) == set(TEST_CONFIG["model"]["estimated"])
+        for evaluation_set in ("dev", "final"):
+            metrics = json.loads((e2e_run / "results" / "evaluate_network" / evaluation_set / f"{loss}.json").read_text())
+            assert np.isfinite(metrics["crb_loss_mean"]) and set(metrics["crb_loss"]) == set(TEST_CONFIG["model"]["estimated"])
 
 
 def test_evaluation_and_figures(e2e_run: Path) -> None:
@@ -158,6 +159,18 @@ def test_images_and_manuscript(e2e_run: Path) -> None:
     assert maps, "no NIfTI maps"
     summary = json.loads((e2e_run / "results" / "summary.json").read_text())
     assert set(TEST_CONFIG["train"]["losses"]) <= set(summary["networks"])
+    # every claim of the paper has its own verdict, in the three words, with criterion and numbers
+    from crbnn.evaluate.claims import CLAIM_NAMES, VERDICTS
+
+    for name in CLAIM_NAMES:
+        claim = summary["claims"][name]
+        assert claim["verdict"] in VERDICTS and claim["criterion"] and claim["reason"], (name, claim)
+    assert summary["claims"]["line"].count(":") == len(CLAIM_NAMES)
+    # the verdicts read the final test set; the development set is reported apart
+    assert set(summary["development"]["networks"]) == set(TEST_CONFIG["train"]["losses"])
+    assert summary["evidence"]["sweep"]["n_samples"]["crb"] == TEST_CONFIG["evaluate"]["snr_sweep"]["samples"]
+    for evaluation_set in ("dev", "final"):
+        assert (e2e_run / "results" / "evaluate_snr_sweep" / evaluation_set / "sweep.nc").exists()
     pdf = e2e_run / "results" / "manuscript" / "manuscript.pdf"
     ms = TEST_CONFIG["manuscript"]
     if decide_pdf(ms["enabled"], ms["engine"]).build:  # a TeX engine is installed (CI): the PDF is built
@@ -167,6 +180,6 @@ def test_images_and_manuscript(e2e_run: Path) -> None:
 
 
 def test_regression_number(e2e_run: Path) -> None:
-    """One expected number: the CRB of m0s of the first test sample (seeded prior, physics, basis)."""
-    data, _ = read_dataset(e2e_run / "results" / "simulate_dataset" / "test.h5")
+    """One expected number: the CRB of m0s of the first final-test sample (seeded prior, physics, basis)."""
+    data, _ = read_dataset(e2e_run / "results" / "simulate_dataset" / "final.h5")
     assert data["crb"][0, 0] == pytest.approx(EXPECTED_CRB_M0S_TEST0, rel=1e-6)

@@ -32,6 +32,8 @@ HEADLINE_ALIASES = {
         for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"))
         for par, p in (("MzeroS", "m0s"), ("Tone", "T1"), ("TtwoF", "T2f"))
     },
+    "FinalSNRMin": ("headline", "snr_min"),
+    "FinalSNRMax": ("headline", "snr_max"),
     "ClaimMSEOverCRB": ("claims", "superiority", "numbers", "ratio_at_paper_snr"),
     "ClaimEfficientSNRs": ("claims", "efficiency", "numbers", "efficient_snrs"),
     "ClaimCRBLowerSNRs": ("claims", "superiority", "numbers", "snrs_crb_lower"),
@@ -211,9 +213,9 @@ def claim_macros(claims: Mapping[str, Any]) -> dict[str, str]:
     >>> m["ClaimEfficiencyVerdict"], m["ClaimsBySNR"][:40]
     ('held', 'At SNR 10 the CRB network\'s mean loss ')
     """
-    from crbnn.evaluate.claims import CLAIM_NAMES, claim_numbers_text
+    from crbnn.evaluate.claims import CLAIM_NAMES, PAPER_SNR, claim_numbers_text
 
-    out: dict[str, str] = {}
+    out: dict[str, str] = {"ClaimPaperSNR": format_value(PAPER_SNR)}
     sentences = []
     for name in CLAIM_NAMES:
         v = claims.get(name)
