@@ -12,7 +12,8 @@ include: "manuscript_common.smk"
 rule summarize:
     input:
         evaluations=[
-            f"results/evaluate_network/{VERDICT_SET}/{n}.json" for n in MANUSCRIPT_LOSSES
+            f"results/evaluate_network/{VERDICT_SET}/{n}.json"
+            for n in MANUSCRIPT_LOSSES
         ],
         dev_evaluations=[
             f"results/evaluate_network/dev/{n}.json" for n in MANUSCRIPT_LOSSES
