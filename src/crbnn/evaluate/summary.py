@@ -45,6 +45,8 @@ NETWORK_KEYS = (
     "seconds_per_voxel",
     "n_samples",
     "realizations",
+    "sigma",
+    "m0_range",
 )
 
 

@@ -6,8 +6,8 @@ r"""LaTeX from the run's summary: one macro per number (``numbers.tex``) and the
 render priors, the SNR sweep and the in vivo regions.
 
 >>> s = {"networks": {"crb": {"crb_loss_mean": 1.234}}, "config": {"sigma": 0.01}}
->>> print(latex_macros(s).splitlines()[-1])
-\newcommand{\ConfigSigma}{0.01}
+>>> [m for m in latex_macros(s).splitlines() if "Sigma" in m]
+['\\newcommand{\\ConfigSigma}{0.01}']
 """
 
 from __future__ import annotations
@@ -210,10 +210,10 @@ def claim_macros(claims: Mapping[str, Any]) -> dict[str, str]:
 
     >>> m = claim_macros({"efficiency": {"name": "efficiency", "claim": "c", "verdict": "held", "criterion": "k",
     ...                                  "reason": "r", "numbers": {"by_snr": {"SNR10": "prior-leaning"}}}})
-    >>> m["ClaimEfficiencyVerdict"], m["ClaimsBySNR"][:40]
-    ('held', 'At SNR 10 the CRB network\'s mean loss ')
+    >>> m["ClaimEfficiencyVerdict"], m["ClaimsBySNR"][:25]
+    ('held', 'At SNR 10 the CRB network')
     """
-    from crbnn.evaluate.claims import CLAIM_NAMES, PAPER_SNR, claim_numbers_text
+    from crbnn.evaluate.claims import CLAIM_NAMES, PAPER_SNR, claim_key_text, claim_numbers_text
 
     out: dict[str, str] = {"ClaimPaperSNR": format_value(PAPER_SNR)}
     sentences = []
@@ -230,7 +230,7 @@ def claim_macros(claims: Mapping[str, Any]) -> dict[str, str]:
         out[f"{key}Numbers"] = latex_escape(numbers)
         out[f"{key}Reason"] = latex_escape(v["reason"])
         sentences.append(f"{latex_escape(v['claim'][0].upper() + v['claim'][1:])}: \\emph{{{latex_escape(v['verdict'])}}} "
-                         f"({latex_escape(v['reason'])}).")
+                         f"({latex_escape(claim_key_text(v))}).")
     out["ClaimsLine"] = latex_escape(str(claims.get("line", "--")))
     out["ClaimsAbstract"] = " ".join(sentences) or "--"
     by_snr = claims.get("efficiency", {}).get("numbers", {}).get("by_snr", {}) if isinstance(claims.get("efficiency"), Mapping) else {}
