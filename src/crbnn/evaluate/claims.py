@@ -475,6 +475,14 @@ def _fmt(x: float) -> str:
     return f"{x:#.3g}".rstrip(".")
 
 
+def _in_order(d: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Items keyed by parameter in the order of the paper's parametrization, ``mean`` last."""
+    from crbnn.common.parameters import PAPER_PARAMETERS
+
+    rank = {p: i for i, p in enumerate(PAPER_PARAMETERS)}
+    return sorted(d.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
 def _fmt_iv(iv: Sequence[float], signed: bool = False) -> str:
     f = (lambda x: ("+" if x > 0 else "") + _fmt(x)) if signed else _fmt  # noqa: E731
     return f"{f(iv[0])} [{f(iv[1])}, {f(iv[2])}]"
@@ -488,13 +496,13 @@ def claim_key_text(v: Mapping[str, Any]) -> str:
                 f"band [{EFFICIENCY_BAND[0]:g}, {EFFICIENCY_BAND[1]:g}]")
     if name == "superiority" and "ratio_at_paper_snr" in num:
         per = ", ".join(f"{p} {o.replace('a lower', 'CRB lower').replace('b lower', 'MSE lower')}"
-                        for p, o in num.get("at_paper_snr", {}).items())
+                        for p, o in _in_order(num.get("at_paper_snr", {})))
         return f"MSE/CRB loss ratio {_fmt(num['ratio_at_paper_snr'])} at SNR {PAPER_SNR:g}; {per}"
     if name in ("bias", "variance", "bias_reduction") and "test set" in num.get("at_paper_snr", {}):
         per = num["at_paper_snr"]["test set"]
         a, b = num.get("pair", ["?", "?"])
         return (f"median paired difference {a} minus {b} on the test set at SNR {PAPER_SNR:g}: "
-                + ", ".join(f"{p} {_fmt_iv(d['difference'], signed=True)}" for p, d in per.items()))
+                + ", ".join(f"{p} {_fmt_iv(d['difference'], signed=True)}" for p, d in _in_order(per)))
     return v["reason"]
 
 
@@ -505,7 +513,7 @@ def claim_numbers_text(v: Mapping[str, Any]) -> str:
     if name == "efficiency":
         parts = []
         for where, per in num.get("at_paper_snr", {}).items():
-            parts.append(f"{where}: " + ", ".join(f"{p} {_fmt_iv(d['loss'])}" for p, d in per.items()))
+            parts.append(f"{where}: " + ", ".join(f"{p} {_fmt_iv(d['loss'])}" for p, d in _in_order(per)))
         snrs = num.get("efficient_snrs", [])
         band = f"; efficient (mean over parameters) at SNR {', '.join(f'{s:g}' for s in snrs)}" if snrs else \
             "; efficient (mean over parameters) at no SNR of the sweep"
@@ -515,16 +523,16 @@ def claim_numbers_text(v: Mapping[str, Any]) -> str:
         if not at:
             return v["reason"]
         parts = [f"{p} {_fmt_iv(d['crb'])} against {_fmt_iv(d['mse'])} ({d['outcome'].replace('a lower', 'CRB lower').replace('b lower', 'MSE lower')})"
-                 for p, d in at.items() if p != "mean"]
+                 for p, d in _in_order(at) if p != "mean"]
         return ("loss of the CRB against the MSE network at SNR 50, test set: " + "; ".join(parts)
                 + f"; ratio MSE/CRB {_fmt(num.get('ratio_at_paper_snr', math.nan))}")
     if name in ("bias", "variance", "bias_reduction"):
         a, b = num.get("pair", ["?", "?"])
         parts = []
         for where, per in num.get("at_paper_snr", {}).items():
-            parts.append(f"{where}: " + ", ".join(f"{p} {_fmt_iv(d['difference'], signed=True)}" for p, d in per.items()))
+            parts.append(f"{where}: " + ", ".join(f"{p} {_fmt_iv(d['difference'], signed=True)}" for p, d in _in_order(per)))
         floor = num.get("noise_floor", {}).get("test set")
-        extra = (f"; noise floor of |bias|/sqrt(CRB) on the test set {', '.join(f'{p} {_fmt(x)}' for p, x in floor.items() if p != 'mean')}"
+        extra = (f"; noise floor of |bias|/sqrt(CRB) on the test set {', '.join(f'{p} {_fmt(x)}' for p, x in _in_order(floor) if p != 'mean')}"
                  if floor else "")
         what = "|bias|/sqrt(CRB)" if name != "variance" else "|std/sqrt(CRB) - r_K|"
         return (f"median paired difference of {what}, {a} minus {b} network, at SNR 50: " + "; ".join(parts) + extra

@@ -260,7 +260,8 @@ def latex_claims_table(claims: Mapping[str, Any]) -> str:
     return ("\\begin{table}[tbp]\n\\centering\\footnotesize\n"
             "\\caption{The paper's claims, judged one by one on the final test set and the test grids at SNR 50 "
             "(criteria fixed before the numbers; 95\\,\\% bootstrap intervals).}\\label{tab:claims}\n"
-            "\\begin{tabular}{p{0.2\\linewidth}p{0.09\\linewidth}p{0.63\\linewidth}}\n\\toprule\n"
+            "\\begin{tabular}{>{\\raggedright\\arraybackslash}p{0.2\\linewidth}p{0.09\\linewidth}"
+            ">{\\raggedright\\arraybackslash}p{0.63\\linewidth}}\n\\toprule\n"
             "Claim & Verdict & Criterion and numbers \\\\\n\\midrule\n" + body + "\n\\bottomrule\n"
             "\\end{tabular}\n\\end{table}\n")
 
