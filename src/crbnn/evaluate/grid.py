@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crbnn.physics.noise import add_noise, draw_m0
+from crbnn.physics.noise import add_noise, crb_scale, draw_m0
 
 #: An estimator maps noisy coefficients [m, R] complex128 to estimates [m, E] float64 (SI units).
 Estimator = Callable[[NDArray[np.complex128]], NDArray[np.float64]]
@@ -210,7 +210,7 @@ def evaluate_grid(
         raise ValueError(f"grid of shape {shape} needs {n} rows; got {c.shape[0]}, {parameters.shape[0]}, {crb.shape[0]}")
     cols = [list(parameter_names).index(p) for p in estimated]
     truth = np.asarray(parameters, dtype=np.float64)[:, cols]
-    crb_scaled = np.asarray(crb, dtype=np.float64) * sigma**2 / M0_abs**2
+    crb_scaled = np.asarray(crb, dtype=np.float64) * crb_scale(sigma, M0_abs)
     y, _ = noisy_coefficients(c, realizations, M0_abs, sigma, seed, random_phase)
     E = len(estimated)
 

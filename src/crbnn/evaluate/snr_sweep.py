@@ -48,6 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crbnn.evaluate.grid import Estimator, bias_noise_floor, noisy_coefficients, point_statistics
+from crbnn.physics.noise import crb_scale
 
 #: Coverage of the bootstrap intervals (percent): the 2.5 and 97.5 percentiles.
 INTERVAL_PERCENT = 95
@@ -166,7 +167,7 @@ def evaluate_snr_sweep(
             raise ValueError(f"SNR must be > 0, got {snr}")
         m0_abs = float(snr) * float(sigma)
         y, m0 = noisy_coefficients(c, realizations, m0_abs, sigma, snr_seed(seed, js), random_phase)
-        crb_scaled = crb * sigma**2 / m0_abs**2
+        crb_scaled = crb * crb_scale(sigma, m0_abs)
         for je, name in enumerate(names):
             spec = estimators[name]
             m, k = int(n_samples[je]), int(n_real[je])

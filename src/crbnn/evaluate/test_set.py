@@ -15,7 +15,7 @@ from crbnn.evaluate.grid import Estimator
 from crbnn.learn.data import TrainingData, draw_noisy
 from crbnn.learn.model_file import check_regime, predict
 from crbnn.learn.nets import EstimatorNet
-from crbnn.physics.noise import add_noise, draw_m0
+from crbnn.physics.noise import add_noise, crb_scale, draw_m0
 
 
 def noisy_test_set(
@@ -53,7 +53,7 @@ def normalized_test_errors(
     import xarray as xr
 
     n, E = targets.shape
-    sqrt_crb = np.sqrt(crb * sigma**2 / np.abs(M0)[:, None] ** 2)
+    sqrt_crb = np.sqrt(crb * crb_scale(sigma, M0)[:, None])
     names = list(estimators)
     est = np.full((len(names), n, E), np.nan)
     tpv = np.full(len(names), np.nan)
