@@ -19,7 +19,7 @@ DBPORT="${CRBNN_SLURM_DB_PORT:-3306}"
 TIMEOUT="${CRBNN_SLURM_TIMEOUT:-60}"
 ACCOUNT=crbnn_test
 HOST="$(hostname -s)"
-CPUS=8          # declared (config_overrides): the profile's largest request is 8 CPUs
+CPUS=4          # declared (config_overrides): at most 4 single-thread jobs at once on a 2-core CI machine
 MEM=65536       # MB declared: the profile's largest request is 64000 MB
 GPUDEV="$STATE/dev/nvidia0"
 PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
@@ -49,8 +49,9 @@ check_port() {
     local port="$1" pidfile="$2"
     if ss -ltnH "sport = :$port" 2>/dev/null | grep -q .; then
         alive "$pidfile" && return 0
-        die "port $port is taken by another program ($(ss -ltnpH "sport = :$port" | sed 's/.*users://')); " \
-            "stop it or set CRBNN_SLURM_DB_PORT for MariaDB"
+        local hint="stop it (is another SLURM running here?)"
+        [[ "$port" == "$DBPORT" ]] && hint="stop it or choose another port with CRBNN_SLURM_DB_PORT"
+        die "port $port is taken by another program $(ss -ltnpH "sport = :$port" | sed 's/.*users://'): $hint"
     fi
 }
 
