@@ -4,7 +4,7 @@
 #   1. bring up SLURM (profiles/slurm/testbed/up.sh);
 #   2. the local reference: the finished run in $CRBNN_SLURM_LOCAL_DIR (e.g. CI's end-to-end run of
 #      config/test.yaml) or, without it, a local `--cores 2` run;
-#   3. the SLURM run: --workflow-profile profiles/slurm --profile profiles/slurm-site-example, with
+#   3. the SLURM run: --workflow-profile "$REPO/profiles/slurm" --profile "$REPO/profiles/slurm-site-example", with
 #      compute.device auto and compute.gpus 1 so that every GPU-capable job asks for a GPU; while it
 #      runs, one job is cancelled with scancel and slurmd is killed (SIGKILL) and restarted;
 #   4. checks (tests/slurm/check_slurm_run.py): equal summary numbers, every GPU job in the gpu
@@ -18,7 +18,9 @@ cd "$REPO"
 PY="$REPO/.venv/bin/python"
 SMK=("$REPO/.venv/bin/snakemake" --snakefile "$REPO/Snakefile")
 TESTBED="$REPO/profiles/slurm/testbed"
-WORK="${CRBNN_SLURM_WORK:-$(mktemp -d /var/tmp/crbnn-slurm-test.XXXXXX)}"
+WORK="${CRBNN_SLURM_WORK:-}"
+OWN_WORK=0
+[[ -n "$WORK" ]] || { WORK="$(mktemp -d /var/tmp/crbnn-slurm-test.XXXXXX)"; OWN_WORK=1; }
 RUN_TIMEOUT="${CRBNN_SLURM_RUN_TIMEOUT:-1500}"   # s, the SLURM run
 LOCAL_TIMEOUT="${CRBNN_SLURM_LOCAL_TIMEOUT:-1500}"
 TARGET=results/summary.json
@@ -85,7 +87,7 @@ FAULTS_PID=$!
 t0=$SECONDS
 status=0
 timeout -s KILL "$RUN_TIMEOUT" "${SMK[@]}" --directory "$RUN" \
-    --workflow-profile profiles/slurm --profile profiles/slurm-site-example \
+    --workflow-profile "$REPO/profiles/slurm" --profile "$REPO/profiles/slurm-site-example" \
     --slurm-init-seconds-before-status-checks 2 \
     --configfile config/test.yaml "$RUN/overlay.yaml" -- "$TARGET" >"$WORK/slurm.log" 2>&1 || status=$?
 t_run=$(( SECONDS - t0 ))
@@ -99,7 +101,7 @@ fi
 say "SLURM run: $t_run s"
 
 # A second invocation must have nothing to do (resume works from the same state).
-"${SMK[@]}" --directory "$RUN" --workflow-profile profiles/slurm --profile profiles/slurm-site-example \
+"${SMK[@]}" --directory "$RUN" --workflow-profile "$REPO/profiles/slurm" --profile "$REPO/profiles/slurm-site-example" \
     -n --configfile config/test.yaml "$RUN/overlay.yaml" -- "$TARGET" >"$WORK/again.log" 2>&1
 grep -q "Nothing to be done" "$WORK/again.log" || { cat "$WORK/again.log"; say "FAILED: rerun not empty"; exit 1; }
 
@@ -107,4 +109,7 @@ t0=$SECONDS
 "$PY" tests/slurm/check_slurm_run.py --local "$LOCAL" --slurm "$RUN" --snakemake-log "$WORK/slurm.log" \
     --cancelled "$WORK/cancelled_jobid" --slurmd-restarted "$WORK/slurmd_restarted"
 say "checks: $(( SECONDS - t0 )) s"
-say "PASSED in $(( SECONDS - t_start )) s (work folder $WORK)"
+say "PASSED in $(( SECONDS - t_start )) s"
+# A passed run's own work folder is removed; a failed one is kept for its logs.
+(( OWN_WORK )) && rm -rf "$WORK"
+exit 0

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Bring up a single-node SLURM test cluster on this machine from Debian packages (Debian 12:
 # slurm-wlm 22.05, munge, slurmdbd + MariaDB): partitions `cpu` (default; no GPU allowed) and `gpu`
-# (one GPU GRES on a character device made with mknod), accounting on, account `crbnn_test` for
+# (four GPU GRES on character devices made with mknod), accounting on, account `crbnn_test` for
 # root.  Waits until the node is idle.  Idempotent: a second call finds the daemons up and only
 # checks them.  Every wait is bounded.  Tear down with down.sh (same folder).
+#
+# Accounting (slurmdbd + MariaDB) rather than squeue status: the profile is tested as users run it,
+# with the plugin's default status check (sacct, which needs accounting; without it that check
+# hangs), the overlay's account is enforced (an unknown one is refused), the cpu partition's QOS
+# refuses GPU jobs at submission, and sacct keeps every job's partition and request for the checks.
 #
 # For testing the SLURM profile (make slurm-test), not for production: no cgroups, the node is
 # declared bigger than the machine, SlurmUser is root.
@@ -21,8 +26,8 @@ ACCOUNT=crbnn_test
 HOST="$(hostname -s)"
 CPUS=4          # declared (config_overrides): at most 4 single-thread jobs at once on a 2-core CI machine
 MEM=65536       # MB declared: the profile's largest request is 64000 MB
-GPUDEV="$STATE/dev/nvidia0"
-PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
+NGPU=4          # declared GPU GRES (fake devices): up to 4 one-GPU jobs at once
+PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server iproute2)
 PORTS=(6817 6818 6819 "$DBPORT")
 
 say() { echo "slurm-testbed: $*"; }
@@ -58,8 +63,6 @@ check_port() {
 # ------------------------------------------------------------------------------ preconditions
 [[ "$(id -u)" == 0 ]] || die "must run as root (it installs packages, writes /etc/slurm and starts daemons)"
 [[ "$(uname -s)" == Linux ]] || die "Linux only"
-command -v ss >/dev/null || die "ss (iproute2) not found"
-
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -70,13 +73,18 @@ if (( ${#missing[@]} )); then
     say "installing ${missing[*]} (apt-get)"
     t0=$SECONDS
     timeout 120 apt-get update -qq || die "apt-get update failed or took > 120 s"
-    # The packages' own service starts are refused (no systemd here; policy-rc.d exit 101).
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    # The packages' own service starts are refused (this script starts the daemons itself).
+    made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+    (( made_policy )) && rm -f /usr/sbin/policy-rc.d
     say "packages installed ($(( SECONDS - t0 )) s)"
 fi
 
+command -v ss >/dev/null || die "ss (iproute2) not found"
 if [[ -e /etc/slurm/slurm.conf ]] && ! grep -q "crbnn SLURM testbed" /etc/slurm/slurm.conf; then
     die "/etc/slurm/slurm.conf exists and is not the testbed's: this machine has a SLURM of its own"
 fi
@@ -93,14 +101,16 @@ check_port "$DBPORT" "$STATE/mysqlrun/mysql.pid"
 DBPASS="$(cat "$STATE/dbpass")"
 subst() {
     sed -e "s|@HOST@|$HOST|g" -e "s|@STATE@|$STATE|g" -e "s|@CPUS@|$CPUS|g" -e "s|@MEM@|$MEM|g" \
-        -e "s|@DEV@|$GPUDEV|g" -e "s|@DBPORT@|$DBPORT|g" -e "s|@DBPASS@|$DBPASS|g" "$1"
+        -e "s|@DEVDIR@|$STATE/dev|g" -e "s|@NGPU@|$NGPU|g" -e "s|@LASTGPU@|$(( NGPU - 1 ))|g" -e "s|@DBPORT@|$DBPORT|g" -e "s|@DBPASS@|$DBPASS|g" "$1"
 }
 subst "$HERE/slurm.conf.in" >/etc/slurm/slurm.conf
 subst "$HERE/gres.conf.in" >/etc/slurm/gres.conf
 (umask 077; subst "$HERE/slurmdbd.conf.in" >/etc/slurm/slurmdbd.conf)
 chmod 600 /etc/slurm/slurmdbd.conf
 # A GRES File= must be a character device; a plain file is refused and none drains the node.
-[[ -c "$GPUDEV" ]] || mknod "$GPUDEV" c 1 3
+for (( i = 0; i < NGPU; i++ )); do
+    [[ -c "$STATE/dev/nvidia$i" ]] || mknod "$STATE/dev/nvidia$i" c 1 3
+done
 
 # ------------------------------------------------------------------------------ munge
 if ! alive /run/munge/munged.pid; then
