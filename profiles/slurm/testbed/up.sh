@@ -5,10 +5,11 @@
 # root.  Waits until the node is idle.  Idempotent: a second call finds the daemons up and only
 # checks them.  Every wait is bounded.  Tear down with down.sh (same folder).
 #
-# Accounting (slurmdbd + MariaDB) rather than squeue status: the profile is tested as users run it,
-# with the plugin's default status check (sacct, which needs accounting; without it that check
-# hangs), the overlay's account is enforced (an unknown one is refused), the cpu partition's QOS
-# refuses GPU jobs at submission, and sacct keeps every job's partition and request for the checks.
+# With accounting (slurmdbd + MariaDB), like the plugin's own CI and most production clusters: the
+# overlay's account is enforced (an unknown one is refused), the cpu partition's QOS refuses GPU
+# jobs at submission, sacct keeps every job's partition and request for the checks, and the
+# plugin's sacct status (its default, and its fallback when MinJobAge is short) works.  The profile
+# itself polls with squeue (see profiles/slurm/config.yaml for why).
 #
 # For testing the SLURM profile (make slurm-test), not for production: no cgroups, the node is
 # declared bigger than the machine, SlurmUser is root.
