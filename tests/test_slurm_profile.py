@@ -100,3 +100,8 @@ def test_gpu_jobs_go_to_a_gpu_partition_and_others_to_a_cpu_partition(rule: str)
     cpu_cfg["compute"]["device"] = "cpu"
     assert settings.gpu_request(cpu_cfg) == 0
     assert limits[_partition_of(rule, 0)].get("max_gpu", 0) == 0
+
+
+def test_the_profile_polls_with_squeue() -> None:
+    """Plugin 2.8.0 reads sacct's "CANCELLED by <uid>" (a scancel'ed job) as still running."""
+    assert _profile(PROFILE).get("slurm-status-command") == "squeue"
