@@ -110,7 +110,8 @@ subst "$HERE/gres.conf.in" >/etc/slurm/gres.conf
 chmod 600 /etc/slurm/slurmdbd.conf
 # A GRES File= must be a character device; a plain file is refused and none drains the node.
 for (( i = 0; i < NGPU; i++ )); do
-    [[ -c "$STATE/dev/nvidia$i" ]] || mknod "$STATE/dev/nvidia$i" c 1 3
+    [[ -c "$STATE/dev/nvidia$i" ]] || mknod "$STATE/dev/nvidia$i" c 1 3 \
+        || die "mknod $STATE/dev/nvidia$i failed (a container without CAP_MKNOD?): the GPU GRES needs a character device"
 done
 
 # ------------------------------------------------------------------------------ munge
