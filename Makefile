@@ -17,7 +17,7 @@ INSTALL_TEX ?= auto
 # Debian/Ubuntu packages for the manuscript (the same list as crbnn.report.manuscript.TEXLIVE_PACKAGES)
 TEXLIVE_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
 
-.PHONY: all reproduce test lint dryrun install clean help tex tex-if-missing reference-record
+.PHONY: all reproduce test lint dryrun install clean help tex tex-if-missing reference-record slurm-test
 
 all: help
 
@@ -30,6 +30,8 @@ help:
 	@echo "make tex         apt-get install the TeX Live packages of the manuscript (root, Debian/Ubuntu)"
 	@echo "make reference-record RUN=<dir>  write docs/reference-run.json from a finished run and"
 	@echo "                 rewrite the README block generated from it"
+	@echo "make slurm-test  (root, Debian) single-node SLURM from apt packages, the tiny workflow through"
+	@echo "                 profiles/slurm with a cancelled job and a killed slurmd, compared with a local run"
 	@echo "make clean       remove results/ and resources/ (keeps .venv)"
 
 $(BIN)/python:
@@ -78,6 +80,13 @@ WALL ?=
 reference-record: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make reference-record RUN=<run dir> [CONFIG='config/config.yaml ...']"; exit 2; }
 	$(BIN)/python -m crbnn.report.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md $(if $(WALL),--wall-time $(WALL)) $(if $(BENCH),--bench $(BENCH))
+
+# The SLURM profile on a real single-node SLURM (profiles/slurm/testbed): root and apt-get
+# (Debian 12) or the packages installed; inputs from CRBNN_DATA_DIR; CRBNN_SLURM_LOCAL_DIR: a
+# finished local run of config/test.yaml to compare with (else one is made); KEEP_SLURM=1 keeps
+# the cluster up.  Details: tests/slurm/run_slurm_test.sh.
+slurm-test: $(STAMP)
+	bash tests/slurm/run_slurm_test.sh
 
 clean:
 	rm -rf results resources

@@ -85,6 +85,7 @@ rule compute_basis:
     resources:
         mem_mb=config["compute"]["mem_mb"],
         runtime=240,
+        gpu=gpu_request,
     params:
         priors=config["priors"],
         rank=config["basis"]["rank"],

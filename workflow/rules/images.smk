@@ -59,6 +59,7 @@ rule fit_image_nlls:
     resources:
         mem_mb=config["compute"]["mem_mb"],
         runtime=24 * 60,
+        gpu=gpu_request,
     params:
         nlls=nlls_solver_settings(),
         bounds=nlls_bounds,
