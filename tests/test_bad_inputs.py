@@ -32,7 +32,7 @@ from crbnn.common.logs import ScriptArgs
 from crbnn.config.checks import ConfigError, validate_config
 from crbnn.data.basis import Basis
 from crbnn.data.sequence import Sequence, SequenceError, load_sequence, save_sequence
-from crbnn.images.cli import main
+from crbnn.cli import main
 from crbnn.learn.data import read_training_data
 from crbnn.learn.loop import train_network
 from crbnn.learn.model_file import save_model
@@ -308,6 +308,9 @@ def _image(kind: str) -> Callable[[Path], Path]:
             write_nifti(p, np.ones((4, 3, 1, 5), np.float32))
         elif kind == "text":
             p.write_text("not an image")
+        elif kind == "complex":
+            x = np.random.default_rng(1).standard_normal((4, 3, 1, 2 * R))
+            write_nifti(p, (x + 1j * x).astype(np.complex64))
         return p
 
     return make
@@ -343,6 +346,41 @@ CLI_CASES: list[tuple[str, Callable[[Path], dict[str, str | None]], list[str]]] 
                                                    {"overwrite": ""})[-1],
      ["out", "notes.txt", "did not write"]),
     ("out-is-a-file", lambda d: ((d / "out").write_text("x"), {})[-1], ["out", "not a folder"]),
+    # issue 19: values that used to run to exit 0 with wrong output, or raw tracebacks
+    ("image-complex-valued", lambda d: {"coefficients": str(_image("complex")(d))},
+     ["img_complex.nii.gz", "complex-valued NIfTI", "2R"]),
+    ("box-outside-image", lambda d: {"basis": str(d / "basis.h5"), "sequence": str(d / "sequence.h5"),
+                                     "_box": "500 600 500 600"}, ["--box", "outside the image", "4 x 3"]),
+    ("box-partly-outside-image", lambda d: {"_box": "0 5 0 2"}, ["--box", "X1 <= 4"]),
+    ("box-selects-no-mask-voxel", lambda d: (write_nifti(d / "m1.nii.gz", np.pad(np.ones((1, 1, 1), np.uint8),
+                                                                                  ((3, 0), (2, 0), (0, 0)))),
+                                             {"mask": str(d / "m1.nii.gz"), "basis": str(d / "basis.h5"),
+                                              "sequence": str(d / "sequence.h5"), "_box": "0 2 0 2"})[1],
+     ["--box", "selects no voxel"]),
+    ("stride-selects-no-voxel", lambda d: (write_nifti(d / "m2.nii.gz", np.pad(np.ones((1, 1, 1), np.uint8),
+                                                                                ((0, 3), (0, 2), (0, 0)))),
+                                           {"mask": str(d / "m2.nii.gz"), "basis": str(d / "basis.h5"),
+                                            "sequence": str(d / "sequence.h5"), "stride": "3"})[1],
+     ["--stride 3", "selects no voxel"]),
+    ("mask-empty", lambda d: (write_nifti(d / "m0.nii.gz", np.zeros((4, 3, 1), np.uint8)),
+                              {"mask": str(d / "m0.nii.gz")})[1], ["c.nii.gz", "no voxel to analyse"]),
+    ("device-unknown", lambda d: {"device": "tpu0"}, ["--device", "'tpu0'", "'cuda:N'"]),
+    ("device-cuda-index-malformed", lambda d: {"device": "cuda:x"}, ["--device", "'cuda:x'"]),
+    ("sequence-mat-without-tr", lambda d: ((d / "train.mat").write_bytes(b"x"),
+                                           {"basis": str(d / "basis.h5"), "sequence": str(d / "train.mat")})[1],
+     ["train.mat", "stores no TR", "--tr"]),
+    ("sequence-plain-without-tr", lambda d: ((d / "t.csv").write_text("alpha_rad,trf_s\n3.14,0.0005\n0.5,0.0003\n"),
+                                             {"basis": str(d / "basis.h5"), "sequence": str(d / "t.csv")})[1],
+     ["t.csv", "TR is required", "--tr"]),
+    ("sequence-tr-disagrees", lambda d: {"basis": str(d / "basis.h5"), "sequence": str(d / "sequence.h5"),
+                                         "tr": "0.004"}, ["sequence.h5", "TR = 0.0035 s", "--tr gives"]),
+    ("basis-duplicated-column", lambda d: (write_h5(d / "bdup.h5", {"u": np.column_stack(
+        [np.eye(4, 2, dtype=complex), np.eye(4, 1, dtype=complex)])}), {"basis": str(d / "bdup.h5")})[1],
+     ["bdup.h5", "not orthonormal", "(0, 2)"]),
+    ("basis-unnormalized", lambda d: (write_h5(d / "bx2.h5", {"u": 2 * np.eye(4, R, dtype=complex)}),
+                                      {"basis": str(d / "bx2.h5")})[1], ["bx2.h5", "not orthonormal"]),
+    ("out-claimed-by-a-running-infer", lambda d: ((d / ".out.crbnn-lock").write_text(str(os.getpid())), {})[-1],
+     ["out", "another crbnn infer", ".out.crbnn-lock"]),
 ]
 
 
@@ -350,11 +388,13 @@ CLI_CASES: list[tuple[str, Callable[[Path], dict[str, str | None]], list[str]]] 
 def test_bad_infer_inputs(cli: Path, capsys: pytest.CaptureFixture[str], make: Callable[[Path], dict[str, str | None]],
                           fragments: list[str]) -> None:
     extra = make(cli)
+    box = extra.pop("_box", None)
     before = {p: p.read_bytes() for p in (cli / "out").rglob("*")} if (cli / "out").is_dir() else None
     out_was_file = (cli / "out").is_file()
-    rc = main(_args(cli, **extra))
+    rc = main(_args(cli, **extra) + (["--box", *box.split()] if box else []))
     err = capsys.readouterr().err
     assert rc == 2, err
+    assert not list(cli.glob(".out.crbnn-tmp-*"))  # no private temporary folder left
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("crbnn infer: error: "), err
     for fragment in fragments:
@@ -374,6 +414,10 @@ ARG_CASES = [
     ("threads-zero", {"threads": "0"}, "--threads"),
     ("sequence-without-basis", {"sequence": "seq.h5"}, "--sequence"),
     ("model-missing-option", {"model": None}, "--model"),
+    ("sigma-infinite", {"sigma": "inf"}, "--sigma"),
+    ("tr-negative", {"sequence": "seq.h5", "basis": "b.h5", "tr": "-0.0035"}, "--tr"),
+    ("tr-in-ms", {"sequence": "seq.h5", "basis": "b.h5", "tr": "3.5"}, "--tr"),
+    ("tr-without-sequence", {"tr": "0.0035"}, "--tr"),
 ]
 
 
@@ -388,6 +432,87 @@ def test_bad_infer_arguments(cli: Path, capsys: pytest.CaptureFixture[str], opts
     assert exit_.value.code == 2
     assert fragment in capsys.readouterr().err
     assert not (cli / "out").exists()
+
+
+def test_device_cuda_without_cuda_names_the_option(cli: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(_args(cli, device="cuda")) == 2
+    err = capsys.readouterr().err
+    assert "--device is 'cuda' but torch sees no CUDA device" in err and "Traceback" not in err
+    assert not (cli / "out").exists()
+
+
+def test_disk_full_while_writing_names_the_file_and_leaves_nothing(cli: Path, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Formerly: `[Errno 28]` without a file, two of three maps left, and --overwrite then refused them."""
+    import crbnn.images.maps as maps_module
+
+    real, calls = maps_module.write_nifti, []
+
+    def full_after_one(path: Any, *a: Any, **k: Any) -> None:
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        real(path, *a, **k)
+
+    monkeypatch.setattr(maps_module, "write_nifti", full_after_one)
+    assert main(_args(cli)) == 2
+    err = capsys.readouterr().err
+    assert "out/T1.nii.gz: cannot write (No space left on device" in err, err
+    assert not (cli / "out").exists()
+    assert not [p for p in cli.iterdir() if p.name.startswith(".out.")]  # no temporary folder, no lock
+    monkeypatch.setattr(maps_module, "write_nifti", real)
+    assert main(_args(cli)) == 0  # the rerun needs no --overwrite
+    assert sorted(p.name for p in (cli / "out").iterdir()) == ["T1.nii.gz", "T2f.nii.gz", "info.json", "m0s.nii.gz"]
+
+
+def test_concurrent_runs_with_the_same_out_exactly_one_succeeds(cli: Path) -> None:
+    """Formerly both exited 0 and the folder held a mix of the two models' maps."""
+    import threading
+
+    other = cli / "model2.pt"
+    blob = torch.load(cli / "model.pt", weights_only=True)
+    blob["meta"]["loss"] = "mse"
+    torch.save(blob, other)
+    codes: dict[str, int] = {}
+    start = threading.Barrier(2)
+
+    def run(name: str, model: Path) -> None:
+        start.wait()
+        codes[name] = main(_args(cli, model=str(model)))
+
+    threads = [threading.Thread(target=run, args=(n, m)) for n, m in (("crb", cli / "model.pt"), ("mse", other))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(codes.values()) == [0, 2], codes
+    winner = next(n for n, c in codes.items() if c == 0)
+    info = json.loads((cli / "out" / "info.json").read_text())
+    assert info["loss"] == winner and info["model"].endswith("model.pt" if winner == "crb" else "model2.pt")
+    assert sorted(p.name for p in (cli / "out").iterdir()) == ["T1.nii.gz", "T2f.nii.gz", "info.json", "m0s.nii.gz"]
+    assert not [p for p in cli.iterdir() if p.name.startswith(".out.")]
+
+
+def test_lock_of_a_killed_run_is_taken_over(cli: Path) -> None:
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (cli / ".out.crbnn-lock").write_text(str(dead.pid))
+    (cli / ".out.crbnn-tmp-abc").mkdir()  # left by the killed run
+    (cli / ".out.crbnn-tmp-abc" / "m0s.nii.gz").write_text("half")
+    assert main(_args(cli)) == 0
+    assert not [p for p in cli.iterdir() if p.name.startswith(".out.")]
+
+
+def test_sequence_mat_with_tr_is_read(cli: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The public .mat with --tr gets past the TR (then the hash check names it: another train)."""
+    rc = main(_args(cli, basis=str(cli / "basis.h5"), sequence=str(data_dir / "control_MT_v3p2_TR3p5ms_discretized.mat"),
+                    tr="0.0035"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "pulse train sha256" in err and "--tr" not in err, err
 
 
 def test_overwrite_replaces_only_earlier_outputs(cli: Path) -> None:
