@@ -62,7 +62,9 @@ def listing(folder: Path) -> list[str]:
 
 # ================================================================================ config
 TEST_CONFIG = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-PLAIN = {"sequence": {"source": "file", "file": "train.csv"}, "basis": {"source": "computed"}}
+# a user's train of 3 pulses: a basis of rank 2 (R <= pulses), without the in vivo slice (R = 13)
+PLAIN = {"sequence": {"source": "file", "file": "train.csv"}, "basis": {"source": "computed", "rank": 2},
+         "images": {"images": ["vials", "brain"]}}
 
 # (id, config overlay, files written into the working directory, fragments the message must hold)
 CONFIG_CASES: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
@@ -137,6 +139,74 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
      ["train.xlsx", "unknown pulse-train format"]),
     ("train-h5-without-datasets", merge(PLAIN, {"sequence": {"file": "train.h5"}}), {"train.h5": "<h5 without alpha>"},
      ["train.h5", "alpha"]),
+    # ---- issue 19: values the schema let through, which then tripped a job or ran to a wrong exit 0
+    # numbers that must be finite
+    ("prior-high-inf", {"priors": {"parameters": {"T1": {"dist": "uniform", "low": 0.4, "high": float("inf")}}}}, {},
+     ["priors.parameters.T1.high", "inf is not a finite number"]),
+    ("truncnormal-mean-nan", {"priors": {"parameters": {"m0s": {"mean": float("nan")}}}}, {},
+     ["priors.parameters.m0s.mean", "nan is not a finite number"]),
+    ("truncnormal-std-inf", {"priors": {"parameters": {"B1": {"std": float("inf")}}}}, {},
+     ["priors.parameters.B1.std", "inf"]),
+    ("grid-fixed-nan", {"grids": {"fixed": {"T1": float("nan")}}}, {}, ["grids.fixed.T1", "not a finite number"]),
+    ("noise-sigma-inf", {"train": {"noise": {"sigma": float("inf")}}}, {}, ["train.noise.sigma", "finite"]),
+    ("snr-nan", {"evaluate": {"snr_sweep": {"snrs": [10, float("nan")]}}}, {}, ["evaluate.snr_sweep.snrs[1]", "nan"]),
+    # ranges given as two keys or a pair
+    ("noise-m0-min-above-max", {"train": {"noise": {"m0_min": 2.0, "m0_max": 0.5}}}, {},
+     ["train.noise.m0_min", "2.0", "train.noise.m0_max = 0.5"]),
+    ("test-set-m0-range-reversed", {"evaluate": {"test_set": {"m0_range": [1.0, 0.1]}}}, {},
+     ["evaluate.test_set.m0_range", "[1.0, 0.1]"]),
+    ("phantom-b1-range-reversed", {"phantom": {"b1_range": [1.2, 0.8]}}, {}, ["phantom.b1_range", "low < high"]),
+    ("grid-axis-start-above-stop", {"grids": {"sets": {"m0s-T1": {"axes": {"m0s": {"start": 0.25, "stop": 0.01,
+                                                                                    "num": 4}}}}}}, {},
+     ["grids.sets.m0s-T1.axes.m0s", "start = 0.25 is not below stop = 0.01"]),
+    ("nlls-dictionary-reversed", {"nlls": {"dictionary": {"T1": {"start": 2.5, "stop": 0.5, "num": 3}}}}, {},
+     ["nlls.dictionary.T1", "start = 2.5"]),
+    # grid values the NLLS bounds or the priors exclude
+    ("grid-fixed-T2f-above-nlls-bound", {"grids": {"fixed": {"T2f": 0.5}}}, {},
+     ["grids.fixed.T2f", "T2f = 0.5", "NLLS bounds [0.02, 0.25]", "nlls.bounds.T2f"]),
+    ("grid-axis-T1-above-nlls-bound", {"grids": {"sets": {"m0s-T1": {"axes": {"T1": {"start": 0.65, "stop": 3.0,
+                                                                                      "num": 4}}}}}}, {},
+     ["grids.sets.m0s-T1.axes.T1.stop", "T1 = 3", "NLLS bounds"]),
+    ("grid-fixed-m0s-outside-prior", {"nlls": {"bounds": {"m0s": [0.0, 0.6]}}, "grids": {"fixed": {"m0s": 0.5}}}, {},
+     ["grids.fixed.m0s", "prior's support [0, 0.35]", "priors.parameters.m0s"]),
+    # tables too small to train, too many shards, too big for the memory of a job
+    ("train-table-of-one", {"simulate": {"tables": {"train": {"n": 1, "shards": 1}}}}, {},
+     ["simulate.tables.train.n", "1 training samples", "train.optimizer.batch_size = 16"]),
+    ("train-table-below-bias-reduced-batch", {"simulate": {"tables": {"train": {"n": 12, "shards": 1}}},
+                                              "train": {"optimizer": {"batch_size": 8}, "bias_reduced": {"batch_size": 16}}},
+     {}, ["simulate.tables.train.n", "12 training samples", "train.bias_reduced.batch_size = 16"]),
+    ("max-train-samples-below-batch", {"train": {"max_train_samples": 8}}, {}, ["train.max_train_samples", "8"]),
+    ("more-shards-than-rows", {"simulate": {"tables": {"val": {"n": 4, "shards": 8}}}}, {},
+     ["simulate.tables.val.shards", "8 shards for n = 4"]),
+    ("val-table-of-one", {"simulate": {"tables": {"val": {"n": 1, "shards": 1}}}}, {},
+     ["simulate.tables.val.n", "at least 2"]),
+    ("table-too-big-for-sample-parameters", {"simulate": {"tables": {"train": {"n": 100000000, "shards": 10000}}}}, {},
+     ["simulate.tables.train.n", "sample_parameters job would need about", "MB"]),
+    ("shard-too-big-for-compute-mem", {"simulate": {"tables": {"train": {"n": 2000000, "shards": 1}}}}, {},
+     ["simulate.tables.train.shards", "simulate_shard job", "requests 2000 MB"]),
+    ("train-set-too-big-for-train-mem", {"simulate": {"tables": {"train": {"n": 1000000, "shards": 100}}}}, {},
+     ["simulate.tables.train.n", "train_network job", "train.mem_mb"]),
+    # images: names, boxes, the in vivo slice's R
+    ("basis-rank-vs-invivo-slice", {"basis": {"rank": 12}}, {}, ["basis.rank", "12", "R = 13", "images.images"]),
+    ("images-unknown-kind", {"images": {"images": ["invivo", "foo"]}}, {},
+     ["images.images", "['foo']", "['invivo', 'vials', 'brain']"]),
+    ("images-phantom-not-built", {"phantom": {"kinds": ["vials"]}}, {}, ["images.images", "['brain']", "phantom.kinds"]),
+    ("invivo-box-inverted", {"images": {"invivo_voxels": {"box": [59, 56, 129, 126]}}}, {},
+     ["images.invivo_voxels.box", "[59, 56, 129, 126]", "inverted"]),
+    ("invivo-box-outside", {"images": {"invivo_voxels": {"box": [170, 180, 0, 10]}}}, {},
+     ["images.invivo_voxels.box", "outside the in vivo slice (175 x 215 voxels)"]),
+    ("region-box-outside", {"images": {"regions": {"WM": [52, 60, 300, 310]}}}, {},
+     ["images.regions.WM", "outside the in vivo slice"]),
+    ("region-box-inverted", {"images": {"regions": {"GM": [72, 64, 88, 96]}}}, {}, ["images.regions.GM", "inverted"]),
+    ("phantom-box-outside", {"images": {"phantom_voxels": {"box": [0, 20, 0, 4]}}}, {},
+     ["images.phantom_voxels.box", "the phantoms (16 x 16 voxels)"]),
+    # pulse trains too short for the basis
+    ("train-of-one-pulse", PLAIN, {"train.csv": "# tr = 3.5 ms\nalpha_rad,trf_s\n3.141592653589793,0.0005\n"},
+     ["sequence.file", "train.csv", "1 pulse(s), fewer than basis.rank = 2"]),
+    ("five-pulses-rank-13", merge(PLAIN, {"basis": {"rank": 13}}), {"train.csv": GOOD_TRAIN + "0.4,0.0003\n0.3,0.0003\n"},
+     ["sequence.file", "train.csv", "5 pulse(s), fewer than basis.rank = 13"]),
+    ("dictionary-smaller-than-rank", {"basis": {"source": "computed", "dictionary_size": 8}}, {},
+     ["basis.dictionary_size", "8", "basis.rank = 13"]),
 ]
 
 
@@ -164,6 +234,49 @@ def test_bad_config(tmp_path: Path, overlay: dict[str, Any], files: dict[str, st
     assert listing(tmp_path) == before  # nothing written
 
 
+# The config files themselves.  Snakemake reads --configfile before the workflow starts and reports
+# these without the file's name (or with a raw traceback); `crbnn check-config <files>` names it.
+CONFIGFILE_CASES: list[tuple[str, bytes | None, list[str]]] = [
+    ("configfile-not-yaml", b"basis: {rank: 13\n", ["bad.yaml", "not valid YAML at line 2"]),
+    ("configfile-empty", b"", ["bad.yaml", "config file is empty"]),
+    ("configfile-only-comments", b"# nothing here\n", ["bad.yaml", "config file is empty"]),
+    ("configfile-a-list", b"- basis\n- rank\n", ["bad.yaml", "mapping of sections", "got a list"]),
+    ("configfile-a-scalar", b"13\n", ["bad.yaml", "got a int"]),
+    ("configfile-binary", bytes(range(128, 256)), ["bad.yaml", "not text", "UTF-8"]),
+    ("configfile-missing", None, ["bad.yaml", "config file not found"]),
+    ("configfile-tab-indented", b"basis:\n\trank: 13\n", ["bad.yaml", "not valid YAML at line 2"]),
+    ("configfile-bad-value", b"train:\n  noise: {m0_min: 2.0, m0_max: 0.5}\n", ["train.noise.m0_min"]),
+]
+
+
+@pytest.mark.parametrize(("content", "fragments"), [c[1:] for c in CONFIGFILE_CASES],
+                         ids=[c[0] for c in CONFIGFILE_CASES])
+def test_bad_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None,
+                         fragments: list[str]) -> None:
+    if content is not None:
+        (tmp_path / "bad.yaml").write_bytes(content)
+    before = listing(tmp_path)
+    rc = main(["check-config", str(REPO / "config" / "test.yaml"), str(tmp_path / "bad.yaml"),
+               "--directory", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crbnn check-config: error: ") and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert listing(tmp_path) == before
+
+
+def test_check_config_accepts_the_shipped_configs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["check-config", str(REPO / "config" / "test.yaml"), "--directory", str(tmp_path)]) == 0
+    assert "config OK" in capsys.readouterr().out
+
+
+def test_config_that_is_not_a_mapping() -> None:
+    with pytest.raises(ConfigError, match=r"^<top level>: the configuration is a list, not a mapping"):
+        validate_config([1, 2], SCHEMAS)  # type: ignore[arg-type]
+
+
 def test_public_train_against_a_narrowed_grid(data_dir: Path, tmp_path: Path) -> None:
     """The public train is checked at parse time too once its file is at hand (inputs.data_dir)."""
     cfg = merge(TEST_CONFIG, {"inputs": {"data_dir": str(data_dir)}, "r2sl": {"omega1_max": 5000.0}})
@@ -177,7 +290,7 @@ def test_public_train_against_a_narrowed_grid(data_dir: Path, tmp_path: Path) ->
         ({}, {}, 3.5e-3),  # public train: 3.5 ms
         (PLAIN, {"train.csv": GOOD_TRAIN.replace("3.5 ms", "4.5 ms")}, 4.5e-3),  # the file's TR
         (merge(PLAIN, {"sequence": {"tr": 0.0045}}), {"train.csv": GOOD_TRAIN.replace("3.5 ms", "4.5ms")}, 4.5e-3),
-        (merge(PLAIN, {"sequence": {"tr": 0.004}}), {"train.csv": "alpha_rad,trf_s\n1.0,0.0003\n"}, 4e-3),
+        (merge(PLAIN, {"sequence": {"tr": 0.004}}), {"train.csv": "alpha_rad,trf_s\n1.0,0.0003\n0.5,0.0003\n"}, 4e-3),
     ],
     ids=["public", "file-tr", "explicit-agrees", "explicit-for-file-without-tr"],
 )
@@ -185,7 +298,7 @@ def test_good_configs_resolve_tr(tmp_path: Path, overlay: dict[str, Any], files:
     _write(tmp_path, files)
     cfg = merge(TEST_CONFIG, overlay)
     assert validate_config(cfg, SCHEMAS, base=tmp_path) == pytest.approx(tr, rel=1e-12)
-    assert cfg["basis"]["rank"] == 13  # defaults filled in
+    assert cfg["images"]["tissue"]["filter_size"] == 3  # defaults filled in
 
 
 def test_shipped_configs_pass(tmp_path: Path) -> None:
@@ -202,6 +315,8 @@ DRY_RUNS = [
     ("tr-4.5ms-vs-explicit", "sequence: {source: file, file: train.csv, tr: 0.0035}\nbasis: {source: computed}\n",
      {"train.csv": GOOD_TRAIN.replace("3.5 ms", "4.5 ms")},
      ["invalid config at sequence.file", "train.csv", "TR = 0.0045 s", "sequence.tr = 0.0035 s"]),
+    ("grid-fixed-T2f-above-nlls-bound", "grids:\n  fixed: {T2f: 0.5}\n", {},
+     ["invalid config at grids.fixed.T2f", "NLLS bounds", "config files:", "bad.yaml", "crbnn check-config"]),
 ]
 
 
@@ -220,7 +335,8 @@ def test_bad_config_dry_run(tmp_path: Path, overlay: str, files: dict[str, str],
 def test_plain_train_with_its_own_tr_is_used(tmp_path: Path) -> None:
     """`# tr = 4.5 ms` is used (formerly read as a comment and replaced by 3.5 ms): a real build_sequence job."""
     (tmp_path / "train.csv").write_text(GOOD_TRAIN.replace("3.5 ms", "4.5 ms"))
-    (tmp_path / "o.yaml").write_text("sequence: {source: file, file: train.csv}\nbasis: {source: computed}\n")
+    (tmp_path / "o.yaml").write_text("sequence: {source: file, file: train.csv}\nbasis: {source: computed, rank: 2}\n"
+                                     "images: {images: [vials, brain]}\n")
     proc = run_snakemake(tmp_path, "resources/sequence.h5", "--cores", "1", "--configfile",
                          str(REPO / "config" / "test.yaml"), "o.yaml", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

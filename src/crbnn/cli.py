@@ -1,5 +1,6 @@
 """Command line: ``crbnn infer`` (also ``python -m crbnn infer``) applies a trained network to a
-coefficient NIfTI image.
+coefficient NIfTI image; ``crbnn check-config FILE...`` checks config files as the workflow does and
+names a file Snakemake cannot read (missing, empty, binary, not YAML, not a mapping).
 
 Example::
 
@@ -87,7 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sqrt(CRB)/residual only inside this voxel box (half-open)")
     inf.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     inf.add_argument("--device", default="cpu", help="torch device of the network (auto, cpu, cuda, cuda:N)")
+    chk = sub.add_parser("check-config", help="check config files as the workflow does, naming the file or key at fault")
+    chk.add_argument("configfiles", nargs="+", metavar="FILE",
+                     help="config files in --configfile order (later ones override earlier ones key by key)")
+    chk.add_argument("--directory", default=".", help="working directory of the workflow (relative paths start there)")
     return p
+
+
+def check_config_files(args: argparse.Namespace) -> None:
+    """``crbnn check-config``: read every file (naming a missing, empty, binary, non-YAML or non-mapping
+    one), merge them like Snakemake's ``--configfile`` and run :func:`crbnn.config.checks.validate_config`."""
+    from crbnn.config.checks import merge_config, read_config_file, validate_config
+
+    config: dict[str, Any] = {}
+    default = Path(args.directory) / "config" / "config.yaml"  # the Snakefile's configfile, when present
+    for f in ([default] if default.is_file() else []) + list(args.configfiles):
+        config = merge_config(config, read_config_file(f))
+    schema_dir = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+    if not schema_dir.is_dir():
+        raise ValueError(f"{schema_dir}: the workflow's schemas are not there (crbnn check-config runs from a checkout)")
+    tr = validate_config(config, schema_dir, args.directory)
+    print(f"config OK ({', '.join(args.configfiles)}; pulse-train TR {tr:g} s)")
 
 
 class OutputFolderError(ValueError):
@@ -397,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "infer":
             infer(args)
+        elif args.command == "check-config":
+            check_config_files(args)
     except (ImageError, ValueError, OSError) as e:
         text = " ".join(str(e).split()) or type(e).__name__  # one line
         print(f"crbnn {args.command}: error: {text}", file=sys.stderr)
