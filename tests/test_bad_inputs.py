@@ -654,6 +654,181 @@ def test_bad_model_with_overwrite_keeps_earlier_outputs(cli: Path) -> None:
     assert sorted(p.name for p in (cli / "out").iterdir()) == before
 
 
+# ================================================================================ damaged intermediates
+def _small_dataset(path: Path) -> None:
+    _toy_data(path, 16, 0)
+    with h5py.File(path, "a") as f:  # a full shard: with its Jacobian
+        f["jacobian"] = np.zeros((16, 4, 3), np.complex128)
+
+
+def _truncate(path: Path, keep: int = 700) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def _netcdf(path: Path) -> None:
+    from crbnn.evaluate.grid import write_netcdf
+    import xarray as xr
+
+    write_netcdf(path, xr.Dataset({"bias": ("x", np.arange(200.0))}))
+
+
+def _read_table(p: Path) -> Any:
+    from crbnn.data.datasets import read_parameter_table
+
+    return read_parameter_table(p)
+
+
+def _read_netcdf(p: Path) -> Any:
+    from crbnn.evaluate.grid import read_netcdf
+
+    return read_netcdf(p)
+
+
+def _merge(p: Path) -> Any:
+    from crbnn.data.datasets import merge_datasets
+
+    _small_dataset(p.parent / "shard_0.h5")
+    return merge_datasets([p.parent / "shard_0.h5", p], p.parent / "merged.h5")
+
+
+# (id, file name, how to make it damaged, the reader, fragments of the message)
+DAMAGED_CASES: list[tuple[str, str, Callable[[Path], None], Callable[[Path], Any], list[str]]] = [
+    ("train-h5-truncated", "train.h5", lambda p: (_small_dataset(p), _truncate(p)), read_training_data,
+     ["train.h5: damaged or unreadable", "snakemake --cores all --forcerun", "train.h5"]),
+    ("train-h5-is-text", "train.h5", lambda p: p.write_text("not hdf5"), read_training_data,
+     ["train.h5: damaged or unreadable", "--forcerun"]),
+    ("train-h5-empty", "train.h5", lambda p: p.write_bytes(b""), read_training_data, ["train.h5: damaged", "--forcerun"]),
+    ("train-h5-missing", "train.h5", lambda p: None, read_training_data, ["train.h5: missing", "--forcerun"]),
+    ("parameter-table-truncated", "test.h5", lambda p: (write_h5(p, {"parameters": np.ones((64, 7))}), _truncate(p)),
+     _read_table, ["test.h5: damaged or unreadable", "--forcerun"]),
+    ("shard-truncated-in-merge", "shard_1.h5", lambda p: (_small_dataset(p), _truncate(p)), _merge,
+     ["shard_1.h5: damaged or unreadable", "--forcerun"]),
+    ("grid-nc-truncated", "m0s-T1.nc", lambda p: (_netcdf(p), _truncate(p, 1500)), _read_netcdf,
+     ["m0s-T1.nc: damaged or unreadable", "--forcerun"]),
+    ("grid-nc-is-text", "m0s-T1.nc", lambda p: p.write_text("x"), _read_netcdf, ["m0s-T1.nc: damaged", "--forcerun"]),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "reader", "fragments"), [c[1:] for c in DAMAGED_CASES],
+                         ids=[c[0] for c in DAMAGED_CASES])
+def test_damaged_intermediate_names_file_and_rebuild(tmp_path: Path, name: str, make: Callable[[Path], None],
+                                                     reader: Callable[[Path], Any], fragments: list[str]) -> None:
+    from crbnn.common.io import DamagedFileError
+
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(DamagedFileError) as err:
+        reader(path)
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    assert not (tmp_path / "merged.h5").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def _tiny_run(tmp_path: Path) -> tuple[Any, Any, TrainSettings]:
+    _toy_data(tmp_path / "train.h5", 64, 0)
+    data = read_training_data(tmp_path / "train.h5")
+    s = TrainSettings.from_dict({"epochs": 3, "batch_size": 32, "checkpoint_every": 1, "network": {"preset": "tiny"}})
+    return data, data, s
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "empty", "a-list"])
+def test_damaged_checkpoint_is_set_aside_and_training_restarts(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                               damage: str) -> None:
+    """Formerly a raw torch traceback on every rerun until the file was deleted by hand."""
+    train, val, s = _tiny_run(tmp_path)
+    ref, _ = train_network(train, val, s, "mse")
+    ckpt = tmp_path / "ck"
+
+    def stop_after_2(epoch: int) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_network(train, val, s, "mse", checkpoint_dir=ckpt, on_epoch_end=stop_after_2)
+    last = ckpt / "last.pt"
+    if damage == "truncated":
+        _truncate(last, 300)
+    elif damage == "text":
+        last.write_text("oops")
+    elif damage == "empty":
+        last.write_bytes(b"")
+    else:
+        torch.save([1, 2], last)
+    (ckpt / "previous.pt").unlink()  # nothing to fall back on: from scratch
+    with caplog.at_level("WARNING"):
+        model, hist = train_network(train, val, s, "mse", checkpoint_dir=ckpt)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert any("last.pt is damaged" in r.getMessage() and "last.pt.damaged" in r.getMessage() for r in caplog.records)
+    assert (ckpt / "last.pt.damaged").exists()
+    for key, value in ref.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_damaged_checkpoint_resumes_from_the_previous_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    train, val, s = _tiny_run(tmp_path)
+    ref, _ = train_network(train, val, s, "mse")
+    ckpt = tmp_path / "ck"
+
+    def stop_after_2(epoch: int) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_network(train, val, s, "mse", checkpoint_dir=ckpt, on_epoch_end=stop_after_2)
+    assert torch.load(ckpt / "previous.pt", weights_only=True)["epoch"] == 1
+    _truncate(ckpt / "last.pt", 300)
+    with caplog.at_level("INFO"):
+        model, hist = train_network(train, val, s, "mse", checkpoint_dir=ckpt)
+    assert any("previous.pt" in r.getMessage() for r in caplog.records)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    for key, value in ref.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+@pytest.mark.parametrize(("error", "fragments"), [
+    (RuntimeError("basic_ios::clear: iostream error"), ["last.pt: cannot write the training checkpoint", "iostream"]),
+    (OSError(28, "No space left on device"), ["last.pt: cannot write the training checkpoint", "No space left"]),
+    (PermissionError(13, "Permission denied"), ["last.pt: cannot write", "Permission denied"]),
+], ids=["disk-full-torch", "disk-full-oserror", "read-only"])
+def test_checkpoint_write_failure_names_path_and_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       error: BaseException, fragments: list[str]) -> None:
+    train, val, s = _tiny_run(tmp_path)
+
+    def failing_save(obj: Any, f: Any) -> None:
+        Path(f).write_bytes(b"")
+        raise error
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError) as err:
+        train_network(train, val, s, "mse", checkpoint_dir=tmp_path / "ck")
+    for fragment in fragments:
+        assert fragment in str(err.value), (fragment, str(err.value))
+    assert str(tmp_path / "ck" / "last.pt") in str(err.value)
+    assert listing(tmp_path / "ck") == []
+
+
+def test_read_only_results_folder_is_named_before_any_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from crbnn.config.checks import check_writable
+
+    (tmp_path / "results").mkdir()
+    real = tempfile.TemporaryFile
+
+    def read_only(*a: Any, dir: Any = None, **k: Any) -> Any:  # noqa: A002
+        if dir is not None and Path(dir).name == "results":
+            raise OSError(30, "Read-only file system")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(ConfigError, match=r"results: the workflow cannot write there \(Read-only file system\)"):
+        check_writable(tmp_path)
+    monkeypatch.setattr(tempfile, "TemporaryFile", real)
+    check_writable(tmp_path)  # writable: passes
+
+
 # ================================================================================ training signals
 def _toy_data(path: Path, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)

@@ -94,6 +94,25 @@ def merge_config(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[st
     return out
 
 
+def check_writable(base: str | Path = ".") -> None:
+    """The working directory and its ``results/`` and ``resources/`` folders (where present) accept a
+    new file; otherwise a :class:`ConfigError` names the folder (checked when the workflow starts, so
+    a read-only results folder stops it before any job instead of after the first ones).
+    """
+    import tempfile
+
+    base = Path(base)
+    for folder in (base, base / "results", base / "resources"):
+        if not folder.is_dir():
+            continue
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            raise ConfigError(f"{folder}: the workflow cannot write there ({e.strerror or e}); make the folder writable "
+                              "or run in another directory (--directory)") from None
+
+
 def check_finite(node: Any, key: str = "") -> None:
     """Every number of the config is finite (``.inf`` and ``.nan`` are YAML numbers a schema's
     minimum/maximum let through).
