@@ -6,6 +6,14 @@ the build_sequence script, and ``crbnn infer`` (models, images, bases, arguments
 Each case asserts the exit status or exception, that the message names the offending key, file or
 pulse, and that no output was left behind.  Also: a training job stopped by a signal writes its
 checkpoint and resumes to the same weights.
+
+Issue 19 added the values the schemas let through (non-finite numbers, inverted ranges, grids outside
+the NLLS bounds, tables too small to train or too big for a job's memory, image names and boxes, the
+in vivo slice's R, pulse trains shorter than the basis), the config files themselves
+(``crbnn check-config``), ``crbnn infer`` (complex images, boxes, devices, TR of a MATLAB train,
+non-orthonormal bases, concurrent runs, a full disk) and damaged intermediates (data sets, grids,
+checkpoints).  The README's table of bad inputs is checked against these tables
+(:func:`test_readme_table_matches_the_cases`).
 """
 
 from __future__ import annotations
@@ -909,3 +917,25 @@ def test_resumed_training_job_appends_to_its_log(tmp_path: Path) -> None:
     assert log.read_text().startswith("first attempt, killed\n") and "resumed from" in log.read_text()
     again = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], again[k]) for k in first) and (out / "history.csv").exists()
+
+
+# ================================================================================ README table
+def test_readme_table_matches_the_cases() -> None:
+    """The README's table of bad inputs (between the bad-inputs markers) shows real, tested messages:
+    each row names a case of this file, and its message holds one of that case's fragments; each
+    table of cases (config, config files, crbnn infer, damaged intermediates) has rows there."""
+    text = (REPO / "README.md").read_text().split("<!-- bad-inputs:begin -->")[1].split("<!-- bad-inputs:end -->")[0]
+    rows = [line for line in text.strip().splitlines()[2:] if line.startswith("|")]
+    assert rows
+    tables = {"config": {c[0]: c[3] for c in CONFIG_CASES}, "configfile": {c[0]: c[2] for c in CONFIGFILE_CASES},
+              "infer": {c[0]: c[2] for c in CLI_CASES}, "damaged": {c[0]: c[4] for c in DAMAGED_CASES}}
+    shown: set[str] = set()
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        message, case = cells[0].replace("`", ""), cells[-1].strip("`")
+        table = next((name for name, cases in tables.items() if case in cases), None)
+        assert table is not None, f"README row names no case of tests/test_bad_inputs.py: {case!r}"
+        fragments = [f for f in tables[table][case] if len(f) >= 6]
+        assert any(f in message for f in fragments), (case, message, fragments)
+        shown.add(table)
+    assert shown == set(tables), f"README table lacks rows for {set(tables) - shown}"
