@@ -272,6 +272,27 @@ def _check_box(key: str, box: Any, shape: tuple[int, int] | None, what: str) -> 
                           f"need x1 <= {shape[0]} and y1 <= {shape[1]}")
 
 
+def _check_voxel_selection(key: str, voxels: Mapping[str, Any], shape: tuple[int, int] | None, what: str) -> None:
+    """``stride`` and ``box`` leave at least one voxel (crbnn.images.maps.select_voxels: rows and columns
+    ``stride // 2, stride // 2 + stride, ...`` inside the box)."""
+    stride = int(voxels.get("stride", 1))
+    box = voxels.get("box")
+    if box is None and shape is None:
+        return
+    x0, x1, y0, y1 = (int(v) for v in box) if box is not None else (0, shape[0], 0, shape[1])  # type: ignore[index]
+    if shape is not None:
+        x1, y1 = min(x1, shape[0]), min(y1, shape[1])
+    o = stride // 2
+
+    def hit(lo: int, hi: int) -> bool:
+        first = o if lo <= o else o + -(-(lo - o) // stride) * stride
+        return first < hi
+
+    if not (hit(x0, x1) and hit(y0, y1)):
+        raise ConfigError(f"{key}.stride: stride {stride} leaves no voxel of {what} inside box {[x0, x1, y0, y1]} "
+                          f"(rows and columns {o}, {o + stride}, ... are used); lower {key}.stride or widen {key}.box")
+
+
 def _check_images(config: Mapping[str, Any]) -> None:
     """Known image names, boxes inside their images, and the in vivo slice's R against basis.rank."""
     images = config.get("images")
@@ -293,6 +314,14 @@ def _check_images(config: Mapping[str, Any]) -> None:
     _check_box("images.phantom_voxels.box", images.get("phantom_voxels", {}).get("box"), phantom_shape, "the phantoms")
     for name, box in images.get("regions", {}).items():
         _check_box(f"images.regions.{name}", box, INVIVO_SHAPE if invivo else None, "the in vivo slice")
+    for key, shape, what in (("invivo_voxels", INVIVO_SHAPE if invivo else None, "the in vivo slice"),
+                             ("phantom_voxels", phantom_shape, "the phantoms")):
+        _check_voxel_selection(f"images.{key}", images.get(key, {}), shape, what)
+    for name, rule in images.get("tissue", {}).get("regions", {}).items():
+        for p, pair in rule.items():
+            if not float(pair[0]) < float(pair[1]):
+                raise ConfigError(f"images.tissue.regions.{name}.{p}: [{pair[0]}, {pair[1]}] is not a range low < high; "
+                                  "the region would be empty")
     rank = config.get("basis", {}).get("rank")
     if invivo and rank is not None and int(rank) != INVIVO_RANK:
         raise ConfigError(f"basis.rank: {rank}, but the public in vivo slice (images.images lists 'invivo') has "
