@@ -13,8 +13,8 @@ import torch
 from crbnn.common.io import read_nifti, write_h5, write_nifti
 from crbnn.data.basis import Basis
 from crbnn.data.sequence import Sequence, save_sequence
-from crbnn.images import cli
-from crbnn.images.cli import DEFAULT_BOUNDS, DEFAULT_NOMINAL, build_parser, main
+from crbnn import cli
+from crbnn.cli import DEFAULT_BOUNDS, DEFAULT_NOMINAL, build_parser, main
 from crbnn.learn.model_file import save_model
 from crbnn.learn.nets import EstimatorNet
 

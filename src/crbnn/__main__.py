@@ -1,7 +1,7 @@
-"""``python -m crbnn ...``: the command line of :mod:`crbnn.images.cli`."""
+"""``python -m crbnn ...``: the command line of :mod:`crbnn.cli`."""
 
 import sys
 
-from crbnn.images.cli import main
+from crbnn.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from crbnn.config import settings as derived
-from crbnn.config.checks import ConfigError
+from crbnn.config.checks import RULE_MEM_MB, ConfigError, check_writable
 from crbnn.config.checks import validate_config as check_and_resolve
 from crbnn.data.inputs import INPUTS
 from crbnn.common.logs import prepend_pythonpath
@@ -31,10 +31,18 @@ def validate_config(config):
     public train).
     """
     global SEQUENCE_TR
+    files = ", ".join(str(f) for f in workflow.configfiles) or "none"
     try:
         SEQUENCE_TR = check_and_resolve(config, SCHEMA_DIR, Path.cwd())
     except ConfigError as e:
-        raise WorkflowError(f"invalid config at {e}") from None
+        raise WorkflowError(
+            f"invalid config at {e} (config files: {files}; `crbnn check-config <files>` checks them without Snakemake)"
+        ) from None
+    # a read-only results folder stops the workflow before any job
+    try:
+        check_writable(Path.cwd())
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None
 
 
 # -------------------------------------------------------------------------- target registry

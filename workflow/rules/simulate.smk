@@ -19,7 +19,7 @@ rule sample_parameters:
         env("simulate")
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_MEM_MB["sample_parameters"],
         runtime=30,
     params:
         priors=config["priors"],
@@ -76,7 +76,7 @@ rule merge_shards:
         env("simulate")
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=RULE_MEM_MB["merge_shards"],
         runtime=60,
     script:
         "../scripts/merge_shards.py"

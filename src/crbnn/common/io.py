@@ -234,3 +234,81 @@ def read_h5(
         attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
         dattrs = {k: {a: decode_attr(v) for a, v in f[k].attrs.items()} for k in keys}
     return data, attrs, dattrs
+
+
+# ------------------------------------------------------------------------- damaged intermediates
+
+
+class DamagedFileError(OSError):
+    """An intermediate file of the workflow that cannot be read (truncated, not HDF5/NetCDF, missing).
+
+    The message names the file, the cause and the command that rebuilds it.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "damaged file"
+
+
+def rebuild_hint(path: PathLike) -> str:
+    """The command that rebuilds a workflow output (Snakemake reruns the job that writes it).
+
+    >>> rebuild_hint("results/simulate_dataset/train.h5")
+    'rebuild it with `snakemake --cores all --forcerun results/simulate_dataset/train.h5` (or delete it and rerun)'
+    """
+    return f"rebuild it with `snakemake --cores all --forcerun {path}` (or delete it and rerun)"
+
+
+def damaged(path: PathLike, error: BaseException, hint: str | None = None) -> DamagedFileError:
+    """A :class:`DamagedFileError` for ``path`` with the first line of ``error`` as its cause."""
+    cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    what = "missing" if isinstance(error, FileNotFoundError) else "damaged or unreadable"
+    return DamagedFileError(f"{path}: {what} ({cause}); {hint or rebuild_hint(path)}")
+
+
+@contextlib.contextmanager
+def reading_intermediate(path: PathLike, hint: str | None = None) -> Iterator[None]:
+    """Turn a read failure (OSError, EOFError: truncated HDF5/NetCDF, not a file of that format) inside
+    the block into a :class:`DamagedFileError` naming ``path`` and ``hint`` (default
+    :func:`rebuild_hint`).  For blocks that only read ``path``."""
+    try:
+        yield
+    except DamagedFileError:
+        raise
+    except (OSError, EOFError) as e:
+        raise damaged(path, e, hint) from None
+
+
+@contextlib.contextmanager
+def open_intermediate(path: PathLike, hint: str | None = None, netcdf: bool = False) -> Iterator[Any]:
+    """Open an intermediate for reading: an ``h5py.File`` (HDF5) or, with ``netcdf``, an
+    ``xarray.Dataset`` (engine h5netcdf).  A missing, truncated or foreign file raises
+    :class:`DamagedFileError` naming it and the command that rebuilds it (``hint``, default
+    :func:`rebuild_hint`); so does a read error inside the block.
+
+    >>> import tempfile, os
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = os.path.join(d, "train.h5")
+    ...     _ = open(p, "wb").write(b"\\x89HDF\\r\\n")  # a truncated file
+    ...     with open_intermediate(p, hint="rerun merge_shards") as f:
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    crbnn.common.io.DamagedFileError: ...train.h5: damaged or unreadable (...); rerun merge_shards
+    """
+    with reading_intermediate(path, hint):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such file {path}")
+        if netcdf:
+            import xarray as xr
+
+            try:
+                handle = xr.open_dataset(path, engine="h5netcdf")
+            except ValueError as e:  # xarray: "did not find a match in any of xarray's currently installed IO backends"
+                raise OSError(str(e)) from None
+        else:
+            import h5py
+
+            handle = h5py.File(path, "r")
+        with handle:
+            yield handle
+

@@ -16,11 +16,13 @@ message starts with the offending key (``priors.parameters.T1: ...``).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from crbnn.config.regime import RegimeError, check_regime, phantom_regions
+from crbnn.data.inputs import INVIVO_RANK, INVIVO_SHAPE
 from crbnn.data.sequence import PUBLIC_TR, SequenceError, check_in_r2sl_grid, load_sequence
 
 #: File name of the public pulse train (crbnn.data.inputs.INPUTS).
@@ -32,6 +34,311 @@ RTOL = 1e-9
 
 class ConfigError(ValueError):
     """An inconsistent configuration; the message starts with the offending key."""
+
+
+#: Memory (MB) a job of these rules requests when the config does not set it (workflow/rules/*.smk
+#: read these, so the estimate below and the request are one number).
+RULE_MEM_MB = {"sample_parameters": 2000, "merge_shards": 8000}
+#: Memory (MB) of a Python job with numpy, torch and h5py imported, before any data.
+JOB_BASE_MB = 600
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read one config file (YAML or JSON) as a mapping; every failure names the file and what is wrong.
+
+    Snakemake reads ``--configfile`` before the workflow starts and reports a broken file without its
+    name (or with a raw traceback); ``crbnn check-config <files>`` calls this to say which one.
+
+    >>> import tempfile, os
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = os.path.join(d, "my.yaml")
+    ...     _ = open(p, "w").write("- 1\\n- 2\\n")
+    ...     read_config_file(p)
+    Traceback (most recent call last):
+    ...
+    crbnn.config.checks.ConfigError: ...my.yaml: a config file must be a mapping of sections (sequence:, basis:, ...) at its top level, got a list
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: config file not found")
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file is not a file")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: config file is not text (byte {e.start} is not UTF-8); give a YAML file") from None
+    if not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()):
+        raise ConfigError(f"{p}: config file is empty; give at least one section (e.g. 'basis: {{rank: 13}}') or leave it out")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}: not valid YAML{where} ({problem})") from None
+    if not isinstance(data, dict):
+        kind = "null" if data is None else type(data).__name__
+        raise ConfigError(f"{p}: a config file must be a mapping of sections (sequence:, basis:, ...) at its top level, "
+                          f"got a {kind}")
+    return data
+
+
+def merge_config(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge of ``overlay`` into a copy of ``base`` (Snakemake's ``--configfile a b`` semantics)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = merge_config(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
+def check_writable(base: str | Path = ".") -> None:
+    """The working directory and its ``results/`` and ``resources/`` folders (where present) accept a
+    new file; otherwise a :class:`ConfigError` names the folder (checked when the workflow starts, so
+    a read-only results folder stops it before any job instead of after the first ones).
+    """
+    import tempfile
+
+    base = Path(base)
+    for folder in (base, base / "results", base / "resources"):
+        if not folder.is_dir():
+            continue
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            raise ConfigError(f"{folder}: the workflow cannot write there ({e.strerror or e}); make the folder writable "
+                              "or run in another directory (--directory)") from None
+
+
+def check_finite(node: Any, key: str = "") -> None:
+    """Every number of the config is finite (``.inf`` and ``.nan`` are YAML numbers a schema's
+    minimum/maximum let through).
+
+    >>> check_finite({"priors": {"parameters": {"T1": {"low": 0.4, "high": float("inf")}}}})
+    Traceback (most recent call last):
+    ...
+    crbnn.config.checks.ConfigError: priors.parameters.T1.high: inf is not a finite number; every number of the config must be finite
+    """
+    if isinstance(node, bool):
+        return
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key or '<top level>'}: {node} is not a finite number; every number of the config must be finite")
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            check_finite(v, f"{key}[{i}]")
+
+
+def _check_ordered(config: Mapping[str, Any]) -> None:
+    """Ranges given as two keys or a pair must have low < high (naming both keys)."""
+    noise = config.get("train", {}).get("noise", {})
+    if "m0_min" in noise and "m0_max" in noise and not float(noise["m0_min"]) < float(noise["m0_max"]):
+        raise ConfigError(f"train.noise.m0_min: {noise['m0_min']} is not below train.noise.m0_max = {noise['m0_max']}; "
+                          "the training |M0| is drawn from [m0_min, m0_max]")
+    pairs = [("evaluate.test_set.m0_range", config.get("evaluate", {}).get("test_set", {}).get("m0_range")),
+             ("phantom.b1_range", config.get("phantom", {}).get("b1_range"))]
+    for key, pair in pairs:
+        if pair is not None and len(pair) == 2 and not float(pair[0]) < float(pair[1]):
+            raise ConfigError(f"{key}: [{pair[0]}, {pair[1]}] is not a range low < high")
+    axes = [(f"grids.sets.{g}.axes.{p}", a) for g, s in config.get("grids", {}).get("sets", {}).items()
+            for p, a in s.get("axes", {}).items()]
+    axes += [(f"nlls.dictionary.{p}", a) for p, a in config.get("nlls", {}).get("dictionary", {}).items()]
+    for key, axis in axes:
+        if int(axis.get("num", 2)) > 1 and not float(axis["start"]) < float(axis["stop"]):
+            raise ConfigError(f"{key}: start = {axis['start']} is not below stop = {axis['stop']} ({axis.get('num')} points)")
+
+
+def _check_grid_values(config: Mapping[str, Any], tr: float | None) -> None:
+    """grids.fixed values and grid axes of fitted parameters lie inside the NLLS bounds (else every
+    NLLS estimate sits at the bound) and, for the networks' outputs, inside the priors' support."""
+    if "grids" not in config or "nlls" not in config or "priors" not in config or tr is None:
+        return
+    from crbnn.config.settings import nlls_bounds
+
+    try:
+        bounds = nlls_bounds(config, tr)
+    except (KeyError, ValueError):
+        return  # _check_nlls_bounds names it
+    priors = config["priors"].get("parameters", {})
+    estimated = config.get("model", {}).get("estimated", [])
+    grids = config["grids"]
+    values = [(f"grids.fixed.{p}", p, float(v)) for p, v in grids.get("fixed", {}).items()]
+    for g, spec in grids.get("sets", {}).items():
+        for p, axis in spec.get("axes", {}).items():
+            values += [(f"grids.sets.{g}.axes.{p}.{k}", p, float(axis[k])) for k in ("start", "stop")]
+    for key, p, v in values:
+        if p in bounds and _outside(v, *bounds[p]):
+            lo, hi = bounds[p]
+            raise ConfigError(f"{key}: {p} = {v:g} lies outside the NLLS bounds [{lo:g}, {hi:g}] (nlls.bounds.{p} or "
+                              f"priors.parameters.{p}); every NLLS estimate would sit at a bound: move the value inside")
+        if p in estimated and p in priors and priors[p].get("dist") != "fixed":
+            lo, hi = prior_support(priors[p], p, tr)
+            if _outside(v, lo, hi):
+                raise ConfigError(f"{key}: {p} = {v:g} lies outside the prior's support [{lo:g}, {hi:g}] "
+                                  f"(priors.parameters.{p}); the networks never saw such values")
+
+
+def _check_tables(config: Mapping[str, Any]) -> None:
+    """Each table has at least one row per shard; the training set fills at least one batch."""
+    sim = config.get("simulate", {})
+    for name, table in sim.get("tables", {}).items():
+        if int(table["shards"]) > int(table["n"]):
+            raise ConfigError(f"simulate.tables.{name}.shards: {table['shards']} shards for n = {table['n']} rows; "
+                              f"need shards <= n (set simulate.tables.{name}.shards <= {table['n']})")
+    train = config.get("train", {})
+    n_train = sim.get("tables", {}).get("train", {}).get("n")
+    if n_train is None or "optimizer" not in train:
+        return
+    usable = min(int(n_train), int(train.get("max_train_samples") or n_train))
+    batches = [("train.optimizer.batch_size", train["optimizer"].get("batch_size"))]
+    if "bias_reduced" in train.get("losses", []):
+        batches.append(("train.bias_reduced.batch_size", train.get("bias_reduced", {}).get("batch_size")))
+    for key, batch in batches:
+        if batch is not None and usable < int(batch):
+            which = "simulate.tables.train.n" if usable == int(n_train) else "train.max_train_samples"
+            raise ConfigError(f"{which}: {usable} training samples cannot fill one batch of {key} = {batch}; "
+                              f"a network trained on them stays untrained: set {which} >= {batch}")
+    n_val = sim.get("tables", {}).get("val", {}).get("n")
+    if n_val is not None and int(n_val) < 2:
+        raise ConfigError(f"simulate.tables.val.n: {n_val} validation samples; need at least 2 (the best epoch is chosen on them)")
+
+
+def _machine_mb() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e6
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_estimates(config: Mapping[str, Any]) -> list[tuple[str, str, float, float]]:
+    """(rule, config key deciding it, estimated MB, requested MB) of the largest jobs of the data stage.
+
+    Bytes per simulated row: 7 parameters (float64), R coefficients and R x P Jacobian entries
+    (complex128), E CRBs (float64); a job holds about two copies of what it reads or writes, plus
+    :data:`JOB_BASE_MB`.
+    """
+    sim = config.get("simulate", {})
+    tables = sim.get("tables", {})
+    rank = int(config.get("basis", {}).get("rank", 13))
+    model = config.get("model", {})
+    e = len(model.get("estimated", ["m0s", "T1", "T2f"]))
+    n_unknown = e + len(model.get("nuisance", ["M0_re", "M0_im", "omega0", "B1"]))
+    row = 7 * 8 + rank * 16 + rank * n_unknown * 16 + e * 8
+    compute_mb = float(config.get("compute", {}).get("mem_mb", 4000))
+    train_mb = float(config.get("train", {}).get("mem_mb", 8000))
+    out = []
+    for name, table in tables.items():
+        n, shards = int(table["n"]), int(table["shards"])
+        out.append(("sample_parameters", f"simulate.tables.{name}.n", JOB_BASE_MB + 4 * n * 7 * 8 / 1e6,
+                    float(RULE_MEM_MB["sample_parameters"])))
+        shard = -(-n // shards)
+        out.append(("simulate_shard", f"simulate.tables.{name}.shards", JOB_BASE_MB + 2 * shard * row / 1e6, compute_mb))
+        out.append(("merge_shards", f"simulate.tables.{name}.shards", JOB_BASE_MB + 2 * shard * row / 1e6,
+                    float(RULE_MEM_MB["merge_shards"])))
+    if "train" in tables and "val" in tables:
+        n = int(tables["train"]["n"]) + int(tables["val"]["n"])
+        out.append(("train_network", "simulate.tables.train.n", JOB_BASE_MB + 2 * n * row / 1e6, train_mb))
+    return out
+
+
+def _check_memory(config: Mapping[str, Any]) -> None:
+    """No job of the data stage is known to need more memory than its rule requests or the machine has."""
+    machine = _machine_mb()
+    for rule, key, need, request in memory_estimates(config):
+        if need > request:
+            raise ConfigError(f"{key}: a {rule} job would need about {need:.0f} MB but requests {request:.0f} MB "
+                              "(compute.mem_mb / train.mem_mb or the rule's default); lower the value (more shards, "
+                              "fewer rows) or raise the memory request")
+        # the machine: only when the request fits it (a request above it is meant for a bigger node)
+        if machine is not None and request <= machine < need:
+            raise ConfigError(f"{key}: a {rule} job would need about {need:.0f} MB, more than this machine's "
+                              f"{machine:.0f} MB; lower the value (more shards, fewer rows)")
+
+
+def _check_box(key: str, box: Any, shape: tuple[int, int] | None, what: str) -> None:
+    if box is None:
+        return
+    x0, x1, y0, y1 = (int(v) for v in box)
+    if not (x0 < x1 and y0 < y1):
+        raise ConfigError(f"{key}: box {list(box)} is empty or inverted; a box is [x0, x1, y0, y1] with x0 < x1 and y0 < y1 "
+                          "(half-open voxel ranges)")
+    if shape is not None and (x1 > shape[0] or y1 > shape[1]):
+        raise ConfigError(f"{key}: box {list(box)} lies outside {what} ({shape[0]} x {shape[1]} voxels); "
+                          f"need x1 <= {shape[0]} and y1 <= {shape[1]}")
+
+
+def _check_voxel_selection(key: str, voxels: Mapping[str, Any], shape: tuple[int, int] | None, what: str) -> None:
+    """``stride`` and ``box`` leave at least one voxel (crbnn.images.maps.select_voxels: rows and columns
+    ``stride // 2, stride // 2 + stride, ...`` inside the box)."""
+    stride = int(voxels.get("stride", 1))
+    box = voxels.get("box")
+    if box is None and shape is None:
+        return
+    x0, x1, y0, y1 = (int(v) for v in box) if box is not None else (0, shape[0], 0, shape[1])  # type: ignore[index]
+    if shape is not None:
+        x1, y1 = min(x1, shape[0]), min(y1, shape[1])
+    o = stride // 2
+
+    def hit(lo: int, hi: int) -> bool:
+        first = o if lo <= o else o + -(-(lo - o) // stride) * stride
+        return first < hi
+
+    if not (hit(x0, x1) and hit(y0, y1)):
+        raise ConfigError(f"{key}.stride: stride {stride} leaves no voxel of {what} inside box {[x0, x1, y0, y1]} "
+                          f"(rows and columns {o}, {o + stride}, ... are used); lower {key}.stride or widen {key}.box")
+
+
+def _check_images(config: Mapping[str, Any]) -> None:
+    """Known image names, boxes inside their images, and the in vivo slice's R against basis.rank."""
+    images = config.get("images")
+    if not images:
+        return
+    phantom = config.get("phantom", {})
+    kinds = list(phantom.get("kinds", []))
+    known = ["invivo", *kinds]
+    unknown = [i for i in images.get("images", []) if i not in known]
+    if unknown:
+        raise ConfigError(f"images.images: {unknown} not known; the images are 'invivo' (the public slice) and the "
+                          f"phantoms of phantom.kinds ({kinds}): choose from {known}")
+    size = phantom.get("size")
+    phantom_shape = (int(size[0]), int(size[1])) if size else None
+    mapped = images.get("images", [])
+    invivo = "invivo" in mapped
+    _check_box("images.invivo_voxels.box", images.get("invivo_voxels", {}).get("box"), INVIVO_SHAPE if invivo else None,
+               "the in vivo slice")
+    _check_box("images.phantom_voxels.box", images.get("phantom_voxels", {}).get("box"), phantom_shape, "the phantoms")
+    for name, box in images.get("regions", {}).items():
+        _check_box(f"images.regions.{name}", box, INVIVO_SHAPE if invivo else None, "the in vivo slice")
+    for key, shape, what in (("invivo_voxels", INVIVO_SHAPE if invivo else None, "the in vivo slice"),
+                             ("phantom_voxels", phantom_shape, "the phantoms")):
+        _check_voxel_selection(f"images.{key}", images.get(key, {}), shape, what)
+    for name, rule in images.get("tissue", {}).get("regions", {}).items():
+        for p, pair in rule.items():
+            if not float(pair[0]) < float(pair[1]):
+                raise ConfigError(f"images.tissue.regions.{name}.{p}: [{pair[0]}, {pair[1]}] is not a range low < high; "
+                                  "the region would be empty")
+    rank = config.get("basis", {}).get("rank")
+    if invivo and rank is not None and int(rank) != INVIVO_RANK:
+        raise ConfigError(f"basis.rank: {rank}, but the public in vivo slice (images.images lists 'invivo') has "
+                          f"R = {INVIVO_RANK} coefficients; set basis.rank: {INVIVO_RANK} or remove 'invivo' from images.images")
+
+
+def _check_basis_size(config: Mapping[str, Any], n_pulses: int | None, where: str) -> None:
+    basis = config.get("basis", {})
+    rank = basis.get("rank")
+    if rank is None:
+        return
+    if basis.get("source") == "computed" and "dictionary_size" in basis and int(basis["dictionary_size"]) < int(rank):
+        raise ConfigError(f"basis.dictionary_size: {basis['dictionary_size']} signals cannot give basis.rank = {rank} "
+                          "singular vectors; need dictionary_size >= rank")
+    if n_pulses is not None and n_pulses < int(rank):
+        raise ConfigError(f"{where}: the pulse train has {n_pulses} pulse(s), fewer than basis.rank = {rank}; a basis of "
+                          f"rank R needs at least R pulses (lower basis.rank or use a longer train)")
 
 
 def prior_support(spec: Mapping[str, Any], name: str, tr: float | None) -> tuple[float, float]:
@@ -185,12 +492,13 @@ def _check_pulses(config: Mapping[str, Any], tr: float | None, base: Path) -> No
     path = _sequence_path(config, base)
     if path is None or "trf_min" not in config.get("r2sl", {}):
         return
+    key = "sequence.file" if config["sequence"].get("source") == "file" else "r2sl"
     try:
         seq = load_sequence(path, tr=tr)
         check_in_r2sl_grid(seq, config["r2sl"])
     except SequenceError as e:
-        key = "sequence.file" if config["sequence"].get("source") == "file" else "r2sl"
         raise ConfigError(f"{key}: {e}") from None
+    _check_basis_size(config, len(seq.alpha), f"{key}: {path}")
 
 
 def _schema_error(err: Exception, where: str, schema: Path) -> ConfigError:
@@ -211,6 +519,10 @@ def validate_config(config: dict[str, Any], schema_dir: str | Path, base: str | 
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"<top level>: the configuration is a {type(config).__name__}, not a mapping of sections "
+                          "(sequence:, basis:, ...); check the --configfile files")
+    check_finite(config)
     schema_dir = Path(schema_dir)
     schemas = [schema_dir / "config.schema.yaml"] + [
         p for p in sorted(schema_dir.glob("*.schema.yaml")) if p.name != "config.schema.yaml"
@@ -236,6 +548,7 @@ def check_config(config: Mapping[str, Any], base: str | Path = ".") -> float | N
         ConfigError: the first inconsistency, its message starting with the offending key.
     """
     base = Path(base)
+    check_finite(config)
     seq = config.get("sequence", {})
     if seq.get("source") == "file" and config.get("basis", {}).get("source", "public") == "public":
         raise ConfigError(
@@ -254,6 +567,12 @@ def check_config(config: Mapping[str, Any], base: str | Path = ".") -> float | N
             raise ConfigError(str(e)) from None
     _check_phantom(config)
     _check_nlls_bounds(config, tr)
+    _check_ordered(config)
+    _check_grid_values(config, tr)
+    _check_tables(config)
+    _check_memory(config)
+    _check_images(config)
+    _check_basis_size(config, None, "basis.rank")
     if seq:
         _check_pulses(config, tr, base)
     return tr

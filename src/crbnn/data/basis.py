@@ -23,6 +23,34 @@ class BasisError(ValueError):
     """An invalid or unreadable basis (the message names the file)."""
 
 
+#: Largest entry of |U^H U - I| accepted for a basis read from a file (orthonormal columns; float32
+#: storage rounds at ~1e-7; a duplicated or unnormalized column is off by O(1)).
+ORTHONORMAL_TOL = 1e-4
+
+
+def check_orthonormal(u: NDArray[Any], source: str = "<array>", tol: float = ORTHONORMAL_TOL) -> None:
+    """Raise :class:`BasisError` unless the columns of ``u`` are orthonormal: max |U^H U - I| <= ``tol``.
+
+    The CRBs and the compressed signals assume it (``c = u^H s`` keeps the noise white).
+
+    >>> check_orthonormal(np.eye(3, 2))
+    >>> check_orthonormal(np.ones((3, 2)) / np.sqrt(3), "b.h5")
+    Traceback (most recent call last):
+    ...
+    crbnn.data.basis.BasisError: b.h5: the basis columns are not orthonormal (max |U^H U - I| = 1 at column pair (0, 1), tolerance 0.0001); a basis must have orthonormal columns (e.g. the left singular vectors of a dictionary)
+    """
+    uu = np.asarray(u, dtype=np.complex128)
+    dev = np.abs(uu.conj().T @ uu - np.eye(uu.shape[1]))
+    worst = float(dev.max()) if dev.size else 0.0
+    if not worst <= tol:
+        i, j = np.unravel_index(int(np.argmax(dev)), dev.shape)
+        raise BasisError(
+            f"{source}: the basis columns are not orthonormal (max |U^H U - I| = {worst:.3g} at column pair "
+            f"({min(i, j)}, {max(i, j)}), tolerance {tol:g}); a basis must have orthonormal columns "
+            "(e.g. the left singular vectors of a dictionary)"
+        )
+
+
 @dataclass(frozen=True)
 class Basis:
     """Orthonormal temporal basis ``u`` [N, R] (complex128).
@@ -70,7 +98,9 @@ def _truncate(u: NDArray[Any], rank: int | None, source: str) -> NDArray[np.comp
 def load_basis(path: PathLike, rank: int | None = None) -> Basis:
     """Load a basis: the public MATLAB v5 file (variable ``u``) or the project HDF5 (dataset ``u``).
 
-    ``rank`` keeps the first ``rank`` columns (all if None).
+    ``rank`` keeps the first ``rank`` columns (all if None).  The columns kept must be orthonormal
+    (:func:`check_orthonormal`); every reader of a basis file (the workflow's ``build_basis``,
+    ``crbnn infer --basis``) goes through here.
     """
     p = Path(path)
     if not p.is_file():
@@ -93,7 +123,9 @@ def load_basis(path: PathLike, rank: int | None = None) -> Basis:
             raise BasisError(f"{p}: not a basis HDF5 file (dataset 'u' [N, R] expected): {str(e).strip(chr(34))}") from None
     else:
         raise BasisError(f"{p}: unknown basis format {ext!r}; use .mat or .h5")
-    return Basis(_truncate(np.asarray(u), rank, str(p)), source=str(p))
+    basis = Basis(_truncate(np.asarray(u), rank, str(p)), source=str(p))
+    check_orthonormal(basis.u, str(p))
+    return basis
 
 
 def save_basis(basis: Basis, path: PathLike, source: str, sequence_sha256: str = "") -> None:

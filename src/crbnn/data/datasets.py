@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crbnn.common.io import PathLike, atomic_write, decode_attr, read_h5, write_h5
+from crbnn.common.io import PathLike, atomic_write, decode_attr, open_intermediate, read_h5, reading_intermediate, write_h5
 from crbnn.common.parameters import TISSUE_PARAMETERS, UNITS, units_of
 
 DATASET_KEYS = ("parameters", "coefficients", "jacobian", "crb")
@@ -50,7 +50,8 @@ def write_parameter_table(
 
 def read_parameter_table(path: PathLike) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Read a parameter table; return ``(parameters [n, 7], root attrs)`` and check the columns."""
-    data, attrs, dattrs = read_h5(path, ["parameters"])
+    with reading_intermediate(path):  # a truncated table names itself and its rebuild command
+        data, attrs, dattrs = read_h5(path, ["parameters"])
     names = dattrs["parameters"].get("names")
     if names is not None and list(names) != list(TISSUE_PARAMETERS):
         raise DatasetError(f"{path}: columns {names} differ from {list(TISSUE_PARAMETERS)}")
@@ -140,8 +141,11 @@ def write_dataset(
 
 def read_dataset(path: PathLike, keys: Sequence[str] = DATASET_KEYS) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
     """Read a data set: ``(arrays, attrs)``.  ``attrs`` holds the root attributes plus
-    ``parameter_names``, ``jacobian_names`` and ``crb_names`` from the dataset attributes."""
-    data, attrs, dattrs = read_h5(path, list(keys))
+    ``parameter_names``, ``jacobian_names`` and ``crb_names`` from the dataset attributes.
+    A truncated or foreign file raises :class:`crbnn.common.io.DamagedFileError` naming it and the
+    command that rebuilds it."""
+    with reading_intermediate(path):
+        data, attrs, dattrs = read_h5(path, list(keys))
     if "parameters" in dattrs:
         attrs["parameter_names"] = dattrs["parameters"].get("names")
     if "jacobian" in dattrs:
@@ -164,14 +168,14 @@ def merge_datasets(paths: Sequence[PathLike], out: PathLike) -> None:
 
     if not paths:
         raise DatasetError(f"{out}: no shards to merge")
-    with h5py.File(paths[0], "r") as f0:
+    with open_intermediate(paths[0]) as f0:
         ref_attrs = {k: decode_attr(v) for k, v in f0.attrs.items()}
         ds_attrs = {k: {a: decode_attr(v) for a, v in f0[k].attrs.items()} for k in DATASET_KEYS}
         shapes = {k: f0[k].shape[1:] for k in DATASET_KEYS}
         dtypes = {k: f0[k].dtype for k in DATASET_KEYS}
     n_rows = []
     for p in paths:
-        with h5py.File(p, "r") as f:
+        with open_intermediate(p) as f:
             for key in _MUST_AGREE:
                 a, b = decode_attr(f.attrs.get(key)), ref_attrs.get(key)
                 if (a != b) if not isinstance(a, np.ndarray) else not np.array_equal(a, b):

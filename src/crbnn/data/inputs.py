@@ -76,6 +76,12 @@ INPUTS: dict[str, PublicInput] = {
 }
 
 
+#: Spatial shape [X, Y] and number R of complex coefficients of the pinned in vivo slice
+#: (``invivo_test_slice.mat``, x 175 x 215 x 26 = 2R; fixed by its sha256): the config checks test
+#: ``images.invivo_voxels.box``, ``images.regions`` and ``basis.rank`` against them at parse time.
+INVIVO_SHAPE = (175, 215)
+INVIVO_RANK = 13
+
 #: Environment variable naming a mirror of the public inputs (used when ``inputs.mirror_url`` is null).
 MIRROR_ENV = "CRBNN_MIRROR_URL"
 #: Environment variable naming a folder that holds the public inputs (tests, benchmarks).

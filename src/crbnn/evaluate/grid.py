@@ -330,9 +330,9 @@ def write_netcdf(path: Any, ds: Any) -> None:
 
 def read_netcdf(path: Any) -> Any:
     """Load a NetCDF file written by :func:`write_netcdf` fully into memory."""
-    import xarray as xr
+    from crbnn.common.io import open_intermediate
 
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
+    with open_intermediate(path, netcdf=True) as ds:  # a damaged file names itself and its rebuild command
         return ds.load()
 
 

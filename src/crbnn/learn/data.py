@@ -99,8 +99,7 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
 
     Raises ValueError naming the file and rows when any value is NaN/inf or a CRB is not positive.
     """
-    import h5py
-
+    from crbnn.common.io import open_intermediate
     from crbnn.data.datasets import read_dataset
 
     arrays, attrs = read_dataset(path, keys=("parameters", "coefficients", "crb"))
@@ -111,7 +110,7 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     pnames = list(attrs.get("parameter_names") or [])
     crb_names = list(attrs.get("crb_names") or [])
     punits: list[str] = []
-    with h5py.File(path, "r") as f:
+    with open_intermediate(path) as f:
         punits = list(_decode(f["parameters"].attrs.get("units", [])))
     estimated = list(attrs.get("estimated", crb_names))
     if isinstance(estimated, str):

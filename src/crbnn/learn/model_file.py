@@ -6,7 +6,7 @@ networks"); the workflow's train_network adds ``meta["nlls"]`` before :func:`sav
 ``{"nominal": {p: value}, "bounds": {p: [low, high]}}`` (SI), the NLLS nominal values of every
 tissue parameter (``nlls.nominal`` with the known values of the regime) and the NLLS box bounds of
 the fitted ones (crbnn.config.settings.nlls_model_meta).  ``crbnn infer`` uses them for its
-sqrt(CRB) and residual maps (:func:`crbnn.images.cli.nlls_settings_of`; defaults for files without).
+sqrt(CRB) and residual maps (:func:`crbnn.cli.nlls_settings_of`; defaults for files without).
 """
 
 from __future__ import annotations
