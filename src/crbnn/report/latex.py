@@ -7,7 +7,7 @@ render priors, the SNR sweep and the in vivo regions.
 
 >>> s = {"networks": {"crb": {"crb_loss_mean": 1.234}}, "config": {"sigma": 0.01}}
 >>> print(latex_macros(s).splitlines()[-1])
-\newcommand{\ConfigSigma}{0.01}
+\newcommand{\ConfigSigma}{\num{0.01}}
 """
 
 from __future__ import annotations
@@ -109,35 +109,96 @@ def latex_escape(s: str) -> str:
     return "".join(repl.get(c, c) for c in s)
 
 
-def format_value(v: Any, digits: int = 3) -> str:
-    r"""LaTeX text for one value: ``digits`` significant digits, powers of ten as
-    ``\ensuremath{a\times10^{b}}`` outside [1e-3, 1e5), thousands separated by ``{,}`` in integers,
-    ``--`` for None/NaN, lists joined by ", ", strings escaped.
+def significant(v: float, digits: int = 3, exact: bool = False) -> str:
+    """``v`` with ``digits`` significant digits, trailing zeros kept (``1.00``, not ``1``), as siunitx
+    input: plain in [1e-3, 1e5) while that needs no exponent, otherwise ``<mantissa>e<exponent>``.
+    ``exact`` (a configured value, not a measurement): as written, without padding zeros.
 
-    >>> [format_value(x) for x in (313.759, 0.0123456, 3.9e-05, 4000000, True, None, "a_b")]
-    ['314', '0.0123', '\\ensuremath{3.9\\times10^{-5}}', '4{,}000{,}000', 'yes', '--', 'a\\_b']
+    >>> [significant(x) for x in (1.0, 313.759, 0.0123456, 3.9e-05, 86400.0, 2.0)]
+    ['1.00', '314', '0.0123', '3.90e-5', '8.64e4', '2.00']
+    >>> [significant(x, exact=True) for x in (0.4, 0.0035, 1.25e-05, 40000.0)]
+    ['0.4', '0.0035', '1.25e-5', '40000']
+    """
+    if v == 0:
+        return "0"
+    if exact:
+        s = f"{v:.12g}"
+        if "e" in s:
+            mant, exp = s.split("e")
+            return f"{mant}e{int(exp)}"
+        return s
+    if 1e-3 <= abs(v) < 1e5:
+        s = f"{v:#.{digits}g}"
+        if "e" not in s:
+            return s.rstrip(".")
+    mant, exp = f"{v:.{digits - 1}e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def format_value(v: Any, digits: int = 3, exact: bool = False) -> str:
+    r"""LaTeX text for one value, numbers as siunitx ``\num`` (digit grouping, powers of ten and the
+    decimal marker are set once, by ``\sisetup`` in the manuscript's preamble): floats with ``digits``
+    significant digits kept (:func:`significant`; ``exact``: configured values as written), integers
+    exact, numeric lists as ``\numlist``; ``--`` for None/NaN, booleans yes/no, strings escaped.
+
+    >>> [format_value(x) for x in (313.759, 1.0, 3.9e-05, 4000000, True, None, "a_b")]
+    ['\\num{314}', '\\num{1.00}', '\\num{3.90e-5}', '\\num{4000000}', 'yes', '--', 'a\\_b']
+    >>> format_value([10, 20, 50])
+    '\\numlist{10;20;50}'
     """
     if v is None:
         return "--"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, int):
-        return f"{v:,}".replace(",", "{,}")
+        return rf"\num{{{v}}}"
     if isinstance(v, float):
         if not math.isfinite(v):
             return "--"
-        if v == 0:
-            return "0"
-        if 1e-3 <= abs(v) < 1e5:
-            s = f"{v:.{digits}g}"
-            if "e" not in s:
-                return s
-        mant, exp = f"{v:.{digits - 1}e}".split("e")
-        mant = mant.rstrip("0").rstrip(".")
-        return rf"\ensuremath{{{mant}\times10^{{{int(exp)}}}}}"
+        return rf"\num{{{significant(v, digits, exact)}}}"
     if isinstance(v, (list, tuple)):
-        return ", ".join(format_value(x, digits) for x in v)
+        if v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            parts = [str(x) if isinstance(x, int) else significant(float(x), digits, exact) for x in v]
+            return rf"\numlist{{{';'.join(parts)}}}"
+        return ", ".join(format_value(x, digits, exact) for x in v)
     return latex_escape(str(v))
+
+
+def format_quantity(v: Any, unit: str, digits: int = 3, exact: bool = False) -> str:
+    r"""A number with its unit, as siunitx ``\SI{<number>}{<unit>}`` (``unit`` in siunitx macros,
+    e.g. ``\milli\second``); ``--`` when the value is missing.
+
+    >>> format_quantity(0.0035 * 1e3, r"\milli\second")
+    '\\SI{3.50}{\\milli\\second}'
+    """
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "--"
+    text = str(v) if isinstance(v, int) and not isinstance(v, bool) else significant(float(v), digits, exact)
+    return rf"\SI{{{text}}}{{{unit}}}"
+
+
+#: siunitx unit of each display unit of :data:`crbnn.common.parameters.DISPLAY_UNITS`
+SIUNITX_UNITS = {"s": r"\second", "ms": r"\milli\second", "µs": r"\micro\second", "1/s": r"\per\second",
+                 "rad/s": r"\radian\per\second", "": ""}
+
+#: LaTeX symbol of every tissue parameter (one symbol per quantity, figures use the same:
+#: :data:`crbnn.common.parameters.LABELS`)
+SYMBOLS = {p: LABELS[p] for p in LABELS}
+
+
+def parameter_quantity(name: str, value: Any, digits: int = 3, exact: bool = False) -> str:
+    r"""A tissue-parameter value (SI) in its display unit as ``\SI`` (``\num`` when dimensionless).
+
+    >>> parameter_quantity("T2s", 1.25e-5, exact=True)
+    '\\SI{12.5}{\\micro\\second}'
+    >>> parameter_quantity("m0s", 0.13)
+    '\\num{0.130}'
+    """
+    unit = DISPLAY_UNITS.get(name, "")
+    scaled = None if value is None else float(value) * DISPLAY_SCALE.get(name, 1.0)
+    if not unit:
+        return format_value(scaled, digits, exact)
+    return format_quantity(scaled, SIUNITX_UNITS.get(unit, latex_escape(unit)), digits, exact)
 
 
 def flatten(d: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], Any]]:
@@ -175,7 +236,7 @@ def latex_macros(summary: Mapping[str, Any], digits: int = 3, raw: Mapping[str, 
         if name in seen:
             raise ValueError(f"macro \\{name} from {path} clashes with {seen[name]}")
         seen[name] = path
-        lines.append(rf"\newcommand{{\{name}}}{{{format_value(value, digits)}}}")
+        lines.append(rf"\newcommand{{\{name}}}{{{format_value(value, digits, exact=path[0] == 'config')}}}")
 
     for name, text in (raw or {}).items():
         if name in seen or not name.isalpha():
@@ -227,17 +288,21 @@ def latex_grid_figures(grids: Iterable[str], quantities: Iterable[str], folder: 
     return "\n".join(out) + "\n"
 
 
-def prior_text(spec: Mapping[str, Any], digits: int = 3) -> tuple[str, str]:
-    r"""(distribution, numbers) of one prior in LaTeX: ``fixed`` -> known value; ``uniform`` ->
+def prior_text(spec: Mapping[str, Any], digits: int = 3, scale: float = 1.0) -> tuple[str, str]:
+    r"""(distribution, numbers) of one prior in LaTeX, the numbers times ``scale`` (SI to the display
+    unit) as configured (:func:`significant` ``exact``): ``fixed`` -> known value; ``uniform`` ->
     U(low, high); ``loguniform`` -> log-uniform on [low, high]; ``truncnormal`` -> N(mean, std) on
     [low, high]; a reciprocal transform or pi/TR units are stated.
 
     >>> prior_text({"dist": "truncnormal", "mean": 0.15, "std": 0.15, "low": 0.0, "high": 0.35})
-    ('truncated normal', '$\\mathcal{N}$(0.15, 0.15) on [0, 0.35]')
-    >>> prior_text({"dist": "fixed", "value": 13.6, "transform": "none", "units": "SI"})
-    ('known', '13.6')
+    ('truncated normal', '$\\mathcal{N}$(\\num{0.15}, \\num{0.15}) on [\\num{0}, \\num{0.35}]')
+    >>> prior_text({"dist": "fixed", "value": 1.25e-5, "transform": "none", "units": "SI"}, scale=1e6)
+    ('known', '\\num{12.5}')
     """
-    f = lambda k: format_value(spec.get(k), digits)  # noqa: E731
+    def f(k: str) -> str:
+        v = spec.get(k)
+        return format_value(None if v is None else float(v) * scale, digits, exact=True)
+
     dist = spec.get("dist", "")
     if dist == "fixed":
         name, text = "known", f("value")
@@ -258,22 +323,24 @@ def prior_text(spec: Mapping[str, Any], digits: int = 3) -> tuple[str, str]:
 
 def latex_prior_table(priors: Mapping[str, Mapping[str, Any]], digits: int = 3) -> str:
     r"""A booktabs ``tabular`` of the training priors (``priors.parameters`` of the config): one row
-    per parameter with its unit, distribution and numbers (:func:`prior_text`), so the manuscript
-    never types a prior by hand.
+    per parameter with its symbol, display unit (siunitx), distribution and numbers in that unit
+    (:func:`prior_text`), so the manuscript never types a prior by hand.
 
-    >>> print(latex_prior_table({"T1": {"dist": "uniform", "low": 0.4, "high": 2.5}}).splitlines()[4])
-    T1 & s & uniform & U(0.4, 2.5) \\
+    >>> print(latex_prior_table({"T2f": {"dist": "uniform", "low": 0.02, "high": 0.25}}).splitlines()[4])
+    $T_2^f$ & \si{\milli\second} & uniform & U(\num{20}, \num{250}) \\
     """
-    lines = [r"\begin{tabular}{lllp{0.45\linewidth}}", r"\toprule", r"parameter & unit & distribution & values \\",
+    lines = [r"\begin{tabular}{lllp{0.5\linewidth}}", r"\toprule", r"parameter & unit & distribution & values \\",
              r"\midrule"]
     order = list(TISSUE_PARAMETERS)
     for name in sorted(priors, key=lambda p: order.index(p) if p in order else len(order)):
         spec = priors[name]
-        dist, text = prior_text(spec, digits)
-        unit = display_unit(name)
-        if spec.get("units", "SI") == "pi/TR":
-            unit = ""
-        lines.append(rf"{latex_escape(name)} & {latex_escape(unit)} & {dist} & {text} \\")
+        per_tr = spec.get("units", "SI") == "pi/TR"
+        reciprocal = spec.get("transform", "none") == "reciprocal"
+        scale = 1.0 if (per_tr or reciprocal) else DISPLAY_SCALE.get(name, 1.0)
+        dist, text = prior_text(spec, digits, scale=scale)
+        unit = "" if per_tr else (DISPLAY_UNITS.get(name, "") if not reciprocal else display_unit(name))
+        unit_tex = rf"\si{{{SIUNITX_UNITS[unit]}}}" if unit in SIUNITX_UNITS and unit else latex_escape(unit)
+        lines.append(rf"{LABELS.get(name, latex_escape(name))} & {unit_tex} & {dist} & {text} \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -284,7 +351,7 @@ def latex_snr_table(sweep: Mapping[str, Any], digits: int = 3) -> str:
 
     >>> s = {"crb": {"SNR50": {"mean": {"mean_loss": 1.1, "mean_loss_lo": 1.0, "mean_loss_hi": 1.2}}}}
     >>> print(latex_snr_table(s).splitlines()[4])
-    50 & 1.1 [1, 1.2] \\
+    50 & \num{1.10} [\num{1.00}, \num{1.20}] \\
     """
     from crbnn.report.plots import ESTIMATOR_STYLE, estimator_label
 
@@ -304,27 +371,89 @@ def latex_snr_table(sweep: Mapping[str, Any], digits: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: columns of the manuscript's summary table: CSV column of crbnn.evaluate.grid.summary_table -> header
+SUMMARY_TABLE_COLUMNS = {
+    "mean_normalized_loss": r"mean CRB-normalized loss",
+    "median_abs_bias_over_sqrt_crb": r"median $|\mathrm{bias}|/\sqrt{\mathrm{CRB}}$",
+    "median_std_over_sqrt_crb": r"median $\mathrm{SD}/\sqrt{\mathrm{CRB}}$",
+}
+#: the test-set column of that table (one noise draw per test sample)
+SUMMARY_TEST_COLUMN = "test_mean_sq_normalized_error"
+
+
+def latex_summary_table(table: Any, digits: int = 3) -> str:
+    r"""The manuscript's summary table (booktabs) of :func:`crbnn.evaluate.grid.summary_table`: one
+    block per grid (mean CRB-normalized loss, median |bias|/sqrt(CRB), median SD/sqrt(CRB) per
+    estimator and parameter), then a block ``test set`` holding the one-draw mean squared normalized
+    error (in the loss column; the other columns need several noise draws per sample: ``--``).
+    Parameters by their symbol, estimators by their display name, numbers as ``\num``.
+
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"grid": ["g"], "estimator": ["crb"], "parameter": ["T1"], "mean_normalized_loss": [1.0],
+    ...                   "median_abs_bias_over_sqrt_crb": [0.1], "median_std_over_sqrt_crb": [0.9],
+    ...                   "time_per_voxel_s": [1e-6], "test_mean_sq_normalized_error": [1.2]})
+    >>> print(latex_summary_table(t).splitlines()[4])
+    g & CRB network & $T_1$ & \num{1.00} & \num{0.100} & \num{0.900} \\
+    """
+    from crbnn.report.plots import estimator_label
+
+    cols = list(SUMMARY_TABLE_COLUMNS)
+    lines = [r"\begin{tabular}{lll" + "r" * len(cols) + "}", r"\toprule",
+             "set & estimator & parameter & " + " & ".join(SUMMARY_TABLE_COLUMNS.values()) + r" \\"]
+
+    def label(p: str) -> str:
+        return LABELS.get(p, latex_escape(p))
+
+    def num(v: Any) -> str:
+        return format_value(None if v is None else float(v), digits)
+
+    for g, sub in table.groupby("grid", sort=False):
+        lines.append(r"\midrule")
+        for i, row in enumerate(sub.itertuples(index=False)):
+            r = row._asdict()
+            lines.append(" & ".join([latex_escape(str(g)) if i == 0 else "", latex_escape(estimator_label(r["estimator"])),
+                                     label(r["parameter"]), *(num(r[c]) for c in cols)]) + r" \\")
+    if SUMMARY_TEST_COLUMN in table:
+        first = table.drop_duplicates(["estimator", "parameter"])
+        lines.append(r"\midrule")
+        for i, row in enumerate(first.itertuples(index=False)):
+            r = row._asdict()
+            lines.append(" & ".join(["test set, one draw" if i == 0 else "", latex_escape(estimator_label(r["estimator"])),
+                                     label(r["parameter"]), num(r[SUMMARY_TEST_COLUMN]), "--", "--"]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
 #: display of the in vivo region table: parameter -> (label, factor, unit), from crbnn.common.parameters
 REGION_TABLE_COLUMNS = {p: (LABELS[p], DISPLAY_SCALE[p], DISPLAY_UNITS[p]) for p in ("m0s", "T1", "T2f")}
 
 
 def latex_region_table(summary: Mapping[str, Any], digits: int = 3, reference: str = "nlls") -> str:
     r"""LaTeX table of the in vivo tissue regions (``summary["invivo"]``): per region and estimator
-    mean $\pm$ SD and the paired difference to ``reference`` $\pm$ its standard error for m0s, T1
-    and T2f, and the number of negative m0s estimates; a sentence when the section is missing.
+    mean $\pm$ SD over the region's voxels and the mean paired difference to ``reference`` $\pm$ its
+    block standard error (:func:`crbnn.images.maps.block_standard_error`) for m0s, T1 and T2f, and
+    the number of the region's voxels with a negative m0s estimate; a sentence when the section is
+    missing.
     """
     inv = summary.get("invivo")
     regions = [r for r in (inv or {}) if r != "mask"]
     if not regions:
         return "In vivo region statistics were not computed in this run.\n"
     cols = REGION_TABLE_COLUMNS
-    lines = [r"\begin{tabular}{ll" + "cc" * len(cols) + "c}", r"\hline",
-             r"region ($n$) & estimator & " + " & ".join(
-                 rf"\multicolumn{{2}}{{c}}{{{lab}{(' (' + u + ')') if u else ''}}}" for lab, _, u in cols.values()) + r" & $m_0^s<0$ \\",
-             " & & " + " & ".join(r"mean $\pm$ SD & $-$NLLS $\pm$ SE" for _ in cols) + r" & \\", r"\hline"]
-    for region in regions:
+
+    def head(lab: str, u: str) -> str:
+        unit = rf" (\si{{{SIUNITX_UNITS[u]}}})" if u in SIUNITX_UNITS and u else ""
+        return rf"\multicolumn{{2}}{{c}}{{{lab}{unit}}}"
+
+    lines = [r"\begin{tabular}{ll" + "cc" * len(cols) + "c}", r"\toprule",
+             r"region ($n$) & estimator & " + " & ".join(head(lab, u) for lab, _, u in cols.values())
+             + r" & $m_0^s<0$ \\",
+             " & & " + " & ".join(r"mean $\pm$ SD & $-$NLLS $\pm$ SE" for _ in cols) + r" & (voxels) \\", r"\midrule"]
+    for k, region in enumerate(regions):
         reg = inv[region]
         ests = [e for e in reg if e != "n"]
+        if k:
+            lines.append(r"\midrule")
         for i, est in enumerate(ests):
             cells = [f"{latex_escape(region)} ({format_value(int(reg['n']))})" if i == 0 else "", latex_escape(est_label(est))]
             for p, (_, factor, _) in cols.items():
@@ -338,8 +467,7 @@ def latex_region_table(summary: Mapping[str, Any], digits: int = 3, reference: s
                 cells.append("--" if est == reference else rf"{val('difference')} $\pm$ {val('difference_se')}")
             cells.append(format_value(reg[est].get("negative_m0s")))
             lines.append(" & ".join(cells) + r" \\")
-        lines.append(r"\hline")
-    lines.append(r"\end{tabular}")
+    lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ TEXLIVE_PACKAGES = (
     "texlive-latex-recommended",
     "texlive-latex-extra",
     "texlive-fonts-recommended",
+    "texlive-science",  # siunitx: the manuscript's number and unit format
 )
 #: The pinned tectonic of envs/manuscript.yaml.
 TECTONIC_SPEC = "tectonic=0.15.0"
