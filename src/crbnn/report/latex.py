@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from crbnn.common.parameters import DISPLAY_SCALE, DISPLAY_UNITS, LABELS, TISSUE_PARAMETERS, display_unit
@@ -250,6 +250,71 @@ def latex_macros(summary: Mapping[str, Any], digits: int = 3, raw: Mapping[str, 
     return "\n".join(lines) + "\n"
 
 
+def network_macros(network: Mapping[str, Any] | None) -> dict[str, str]:
+    r"""Raw macros of the methods' network paragraph from a ``results/train_network/<loss>/network.json``
+    (written by the training job: architecture, weight count, the device it ran on): ``\NetWidths``
+    (``26--128--...--3``), ``\NetLayers``, ``\NetHidden``, ``\NetResidual`` (a phrase), ``\NetBatchnorm``
+    (a phrase), ``\NetActivation``, ``\NetWeights``, ``\HardwareDevice``, ``\HardwareCores``,
+    ``\HardwareThreads``.  ``--`` for each when ``network`` is None.
+
+    >>> m = network_macros({"architecture": {"widths": [4, 8, 8, 2], "residual": [[1, 2]], "batchnorm": True,
+    ...     "activation": "relu"}, "n_weights": 130, "device": {"type": "cpu", "name": "X", "cpu_count": 2, "threads": 2}})
+    >>> m["NetWidths"], m["NetLayers"], m["NetResidual"]
+    ('4--8--8--2', '\\num{3}', 'the pre-normalization output of layer 1 is added to that of layer 2')
+    """
+    keys = ("NetWidths", "NetLayers", "NetHidden", "NetResidual", "NetBatchnorm", "NetActivation", "NetWeights",
+            "HardwareDevice", "HardwareCores", "HardwareThreads")
+    if not network:
+        return {k: "--" for k in keys}
+    arch, dev = network.get("architecture", {}), network.get("device", {})
+    widths = [int(w) for w in arch.get("widths", [])]
+    pairs = [tuple(int(x) for x in p) for p in arch.get("residual", [])]
+    if pairs:
+        def one(j: int, i: int) -> str:
+            src = "the input" if j == 0 else f"the pre-normalization output of layer {j}"
+            return f"{src} is added to that of layer {i}"
+        residual = "; ".join(one(j, i) for j, i in pairs)
+    else:
+        residual = "there are no residual connections"
+    dtype = dev.get("type", "cpu")
+    name = latex_escape(str(dev.get("name", "")))
+    device = rf"one GPU ({name})" if dtype == "cuda" else rf"the CPU ({name})"
+    return {
+        "NetWidths": "--".join(str(w) for w in widths),
+        "NetLayers": format_value(max(len(widths) - 1, 0)),
+        "NetHidden": format_value(max(len(widths) - 2, 0)),
+        "NetResidual": residual,
+        "NetBatchnorm": "batch normalization and" if arch.get("batchnorm") else "",
+        "NetActivation": latex_escape({"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "tanh",
+                                       "elu": "ELU"}.get(str(arch.get("activation")), str(arch.get("activation")))),
+        "NetWeights": format_value(network.get("n_weights")),
+        "HardwareDevice": device,
+        "HardwareCores": format_value(dev.get("cpu_count")),
+        "HardwareThreads": format_value(dev.get("threads")),
+    }
+
+
+def input_macros() -> dict[str, str]:
+    r"""Raw macros of the public inputs' provenance (:data:`crbnn.data.inputs.INPUTS`): per input
+    (``Seq``: pulse train, ``Basis``, ``Invivo``) the repository, the pinned commit (12 digits) and
+    the path, in ``\texttt``.
+
+    >>> input_macros()["InvivoRepository"]
+    '\\texttt{quentin-duchemin/MRF-CRBLoss}'
+    """
+    from crbnn.data.inputs import INPUTS
+
+    names = {"Seq": "control_MT_v3p2_TR3p5ms_discretized.mat", "Basis": "basis_for_compress.mat",
+             "Invivo": "invivo_test_slice.mat"}
+    out: dict[str, str] = {}
+    for key, name in names.items():
+        item = INPUTS[name]
+        out[f"{key}Repository"] = rf"\texttt{{{latex_escape(item.repository)}}}"
+        out[f"{key}Commit"] = rf"\texttt{{{item.commit[:12]}}}"
+        out[f"{key}Path"] = rf"\texttt{{{latex_escape(item.path)}}}"
+    return out
+
+
 #: Captions of the grid-map figures per quantity (the figure rule's ``quantity`` wildcard).
 GRID_MAP_CAPTIONS = {
     "bias": (
@@ -469,6 +534,67 @@ def latex_region_table(summary: Mapping[str, Any], digits: int = 3, reference: s
             lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+#: what each phantom is, for its table caption
+PHANTOM_CAPTIONS = {
+    "vials": "numerical vial phantom",
+    "brain": "brain-like numerical phantom (white matter, gray matter, CSF; smooth $B_1$ and $\\omega_0$ fields)",
+}
+
+
+def latex_phantom_tables(phantoms: Mapping[str, Sequence[Mapping[str, Any]]], digits: int = 3) -> str:
+    r"""LaTeX ``table`` environments, one per phantom (``phantoms``: image name -> the ``rows`` of its
+    ``results/images/<image>/regions.json``), labelled ``tab:phantom:<image>``: per region the true
+    value and, per estimator, the mean $\pm$ SD over the region's voxels of m0s, T1 and T2f in
+    display units.  Regions without a true value (whole-mask percentile rows) are left out.
+
+    >>> rows = [{"estimator": "nlls", "region": "vial1", "parameter": "T1", "n": 9, "mean": 1.01, "sd": 0.02, "truth": 1.0}]
+    >>> print(latex_phantom_tables({"vials": rows}).splitlines()[8])
+     & NLLS & -- & \num{1.01} $\pm$ \num{0.0200} & -- \\
+    """
+    out = ["% Generated by crbnn.report.latex.latex_phantom_tables; do not edit."]
+    cols = REGION_TABLE_COLUMNS
+    for image, rows in phantoms.items():
+        rows = [r for r in rows if r.get("truth") is not None and r.get("region") != "mask"]
+        if not rows:
+            continue
+        regions = list(dict.fromkeys(r["region"] for r in rows))
+        ests = list(dict.fromkeys(r["estimator"] for r in rows))
+        cell = {(r["region"], r["estimator"], r["parameter"]): r for r in rows}
+
+        def head(lab: str, u: str) -> str:
+            return lab + (rf" (\si{{{SIUNITX_UNITS[u]}}})" if u in SIUNITX_UNITS and u else "")
+
+        cap = PHANTOM_CAPTIONS.get(image, latex_escape(image))
+        out += [r"\begin{table}[tbp]\centering\footnotesize",
+                rf"\caption{{Per region of the {cap}: the true value and, per estimator, mean $\pm$ SD over the "
+                rf"region's voxels ($n$ voxels fitted).}}\label{{tab:phantom:{image}}}",
+                r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
+                "region ($n$) & estimator & " + " & ".join(head(lab, u) for lab, _, u in cols.values()) + r" \\",
+                r"\midrule"]
+        for k, region in enumerate(regions):
+            if k:
+                out.append(r"\midrule")
+            n = next((cell[(region, e, p)]["n"] for e in ests for p in cols if (region, e, p) in cell), None)
+            truth = []
+            for p, (_, factor, _) in cols.items():
+                r = next((cell[(region, e, p)] for e in ests if (region, e, p) in cell), None)
+                truth.append(format_value(None if r is None else float(r["truth"]) * factor, digits))
+            out.append(f"{latex_escape(str(region))} ({format_value(n)}) & truth & " + " & ".join(truth) + r" \\")
+            for e in ests:
+                cells = []
+                for p, (_, factor, _) in cols.items():
+                    r = cell.get((region, e, p))
+                    if r is None:
+                        cells.append("--")
+                        continue
+                    mean, sd = r.get("mean"), r.get("sd")
+                    cells.append(rf"{format_value(None if mean is None else float(mean) * factor, digits)} $\pm$ "
+                                 rf"{format_value(None if sd is None else float(sd) * factor, digits)}")
+                out.append(f" & {latex_escape(est_label(e))} & " + " & ".join(cells) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(out) + "\n"
 
 
 def est_label(name: str) -> str:
