@@ -7,8 +7,11 @@ from crbnn.common.io import atomic_write
 from crbnn.common.logs import setup_logging
 from crbnn.images.maps import SE_BLOCK_VOXELS
 from crbnn.report.latex import (
+    PAPER_SNR,
     format_value,
+    grid_figure_refs,
     input_macros,
+    method_macros,
     latex_grid_figures,
     latex_macros,
     latex_phantom_tables,
@@ -32,7 +35,9 @@ def main(snakemake):
     # the architecture of the CRB network (every network shares it; the bias-reduced one is fine-tuned from it)
     net = networks.get("crb") or next(iter(networks.values()), None)
     raw = {"ManuscriptTitle": p.title, "ManuscriptAuthors": p.authors, **network_macros(net), **input_macros(),
-           "SEBlockVoxels": format_value(SE_BLOCK_VOXELS)}
+           **method_macros(summary),
+           "SEBlockVoxels": format_value(SE_BLOCK_VOXELS), "PaperSNR": format_value(PAPER_SNR),
+           "GridFigureRefs": grid_figure_refs(p.grids, p.quantities)}
     text = latex_macros(summary, digits=p.digits, raw=raw)
     with atomic_write(snakemake.output.numbers) as tmp:
         tmp.write_text(text)

@@ -283,6 +283,10 @@ def summary_config(config: Mapping[str, Any]) -> dict[str, Any]:
             for g, s in config["grids"]["sets"].items()
         },
         "nlls_grid_realizations": config["nlls"]["grid_realizations"],
+        "nlls_max_iter": config["nlls"]["max_iter"],
+        "nlls_ftol": config["nlls"]["ftol"],
+        "nlls_xtol": config["nlls"]["xtol"],
+        "nlls_fit": list(config["nlls"]["fit"]),
         "test_realizations": train["test"]["realizations"],
         "priors": config["priors"]["parameters"],
         "known": known,

@@ -19,6 +19,9 @@ from typing import Any
 
 from crbnn.common.parameters import DISPLAY_SCALE, DISPLAY_UNITS, LABELS, TISSUE_PARAMETERS, display_unit
 
+#: the SNR of the paper's evaluation, whose sweep results have headline aliases (``\Sweep<Net>Fifty``)
+PAPER_SNR = 50
+
 #: Short macro names for the headline numbers: alias -> key path in the summary.
 HEADLINE_ALIASES = {
     "CRBLossCRB": ("networks", "crb", "crb_loss_mean"),
@@ -50,11 +53,11 @@ HEADLINE_ALIASES = {
     "RegimeSqrtCRBTtwoFKnown": ("regimes", "point4", "sqrt_crb", "T2f"),
     "RegimeSqrtCRBTtwoFAll": ("regimes", "point4", "sqrt_crb_all_unknown", "T2f"),
     **{
-        f"Sweep{net}Fifty": ("snr_sweep", key, "SNR50", "mean", "mean_loss")
+        f"Sweep{net}Fifty": ("snr_sweep", key, f"SNR{PAPER_SNR}", "mean", "mean_loss")
         for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"), ("NLLS", "nlls"))
     },
     **{
-        f"Sweep{net}FiftyMedian": ("snr_sweep", key, "SNR50", "mean", "median_loss")
+        f"Sweep{net}FiftyMedian": ("snr_sweep", key, f"SNR{PAPER_SNR}", "mean", "median_loss")
         for net, key in (("CRB", "crb"), ("MSE", "mse"), ("BiasReduced", "bias_reduced"), ("NLLS", "nlls"))
     },
     **{
@@ -294,6 +297,37 @@ def network_macros(network: Mapping[str, Any] | None) -> dict[str, str]:
     }
 
 
+#: the network input of each ``train.normalization`` (crbnn.learn.data.normalize_inputs), in words
+NORMALIZATION_TEXT = {
+    "first_coefficient": ("the $R$ complex coefficients are divided by the first one, which removes the "
+                          "scale and the phase of $M_0$, and split into their real and imaginary parts"),
+    "l2": "the $2R$ real and imaginary parts of the coefficients are divided by their Euclidean norm",
+}
+
+
+def method_macros(summary: Mapping[str, Any]) -> dict[str, str]:
+    r"""Raw macros of the methods from the summary's ``config`` section: ``\InputNormalization`` (a
+    phrase), ``\FineTuneStart`` (a phrase), ``\TRQuantity`` (``\SI`` in ms) and ``\Known<P>`` (the
+    known tissue values with their units, e.g. ``\KnownTTwos``).
+
+    >>> m = method_macros({"config": {"tr": 0.0035, "normalization": "l2", "known": {"T2s": 1.25e-5},
+    ...                               "bias_reduced": {"init_from_crb": True}}})
+    >>> m["TRQuantity"], m["KnownTTwos"]
+    ('\\SI{3.5}{\\milli\\second}', '\\SI{12.5}{\\micro\\second}')
+    """
+    c = summary.get("config", {})
+    tr = c.get("tr")
+    out = {
+        "InputNormalization": NORMALIZATION_TEXT.get(str(c.get("normalization")), latex_escape(str(c.get("normalization")))),
+        "FineTuneStart": ("from the weights of the saved CRB network" if c.get("bias_reduced", {}).get("init_from_crb")
+                          else "from random weights"),
+        "TRQuantity": "--" if tr is None else format_quantity(float(tr) * 1e3, r"\milli\second", exact=True),
+    }
+    for p in ("Rex", "T2s"):
+        out[f"Known{macro_name(p)}"] = parameter_quantity(p, c.get("known", {}).get(p), exact=True)
+    return out
+
+
 def input_macros() -> dict[str, str]:
     r"""Raw macros of the public inputs' provenance (:data:`crbnn.data.inputs.INPUTS`): per input
     (``Seq``: pulse train, ``Basis``, ``Invivo``) the repository, the pinned commit (12 digits) and
@@ -351,6 +385,21 @@ def latex_grid_figures(grids: Iterable[str], quantities: Iterable[str], folder: 
                 r"\end{figure}",
             ]
     return "\n".join(out) + "\n"
+
+
+def grid_figure_refs(grids: Sequence[str], quantities: Sequence[str]) -> str:
+    r"""``Figures~\ref{first}--\ref{last}`` of the grid-map figures of :func:`latex_grid_figures`
+    (``Figure~\ref{...}`` for one; ``--`` for none).
+
+    >>> grid_figure_refs(["g"], ["bias", "std_ratio"])
+    'Figures~\\ref{fig:grid:bias:g}--\\ref{fig:grid:std_ratio:g}'
+    """
+    labels = [f"fig:grid:{q}:{g}" for g in grids for q in quantities]
+    if not labels:
+        return "--"
+    if len(labels) == 1:
+        return rf"Figure~\ref{{{labels[0]}}}"
+    return rf"Figures~\ref{{{labels[0]}}}--\ref{{{labels[-1]}}}"
 
 
 def prior_text(spec: Mapping[str, Any], digits: int = 3, scale: float = 1.0) -> tuple[str, str]:
