@@ -388,18 +388,18 @@ def latex_grid_figures(grids: Iterable[str], quantities: Iterable[str], folder: 
 
 
 def grid_figure_refs(grids: Sequence[str], quantities: Sequence[str]) -> str:
-    r"""``Figures~\ref{first}--\ref{last}`` of the grid-map figures of :func:`latex_grid_figures`
+    r"""``Figures~\ref{a}, \ref{b} and \ref{c}``: every grid-map figure of :func:`latex_grid_figures`
     (``Figure~\ref{...}`` for one; ``--`` for none).
 
     >>> grid_figure_refs(["g"], ["bias", "std_ratio"])
-    'Figures~\\ref{fig:grid:bias:g}--\\ref{fig:grid:std_ratio:g}'
+    'Figures~\\ref{fig:grid:bias:g} and~\\ref{fig:grid:std_ratio:g}'
     """
-    labels = [f"fig:grid:{q}:{g}" for g in grids for q in quantities]
-    if not labels:
+    refs = [rf"\ref{{fig:grid:{q}:{g}}}" for g in grids for q in quantities]
+    if not refs:
         return "--"
-    if len(labels) == 1:
-        return rf"Figure~\ref{{{labels[0]}}}"
-    return rf"Figures~\ref{{{labels[0]}}}--\ref{{{labels[-1]}}}"
+    if len(refs) == 1:
+        return f"Figure~{refs[0]}"
+    return "Figures~" + ", ".join(refs[:-1]) + f" and~{refs[-1]}"
 
 
 def prior_text(spec: Mapping[str, Any], digits: int = 3, scale: float = 1.0) -> tuple[str, str]:
