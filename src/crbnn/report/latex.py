@@ -352,17 +352,24 @@ def input_macros() -> dict[str, str]:
 #: Captions of the grid-map figures per quantity (the figure rule's ``quantity`` wildcard).
 GRID_MAP_CAPTIONS = {
     "bias": (
-        "Bias over the grid, in physical units; rows: the estimators (NLLS and the networks), columns: "
-        "the estimated parameters."
+        "Bias $b$ over the grid, in physical units; rows: the estimators (NLLS and the networks), columns: "
+        "the estimated parameters.  Values beyond the colour range are drawn in its end colours and counted "
+        "in the colour bar's label."
+    ),
+    "bias_ratio": (
+        "Bias relative to the CRB, $b/\\sqrt{\\mathrm{CRB}}$, over the grid; rows: the estimators, columns: "
+        "the estimated parameters.  Values beyond the colour range are drawn in its end colours and counted "
+        "in the colour bar's label."
     ),
     "std_ratio": (
-        "Standard deviation over noise realizations divided by the square root of the CRB; rows: the "
-        "estimators, columns: the estimated parameters.  1 is efficient; below 1 is possible only for "
-        "biased estimators."
+        "Standard deviation over noise realizations divided by the square root of the CRB, on a logarithmic "
+        "colour scale centred at 1 (efficient); rows: the estimators, columns: the estimated parameters.  "
+        "Below 1 is possible only for biased estimators; values beyond the colour range are drawn in its "
+        "end colours and counted in the colour bar's label."
     ),
     "sqrt_crb": (
-        "Square root of the Cram\\'er-Rao bound over the grid (it does not depend on the estimator); "
-        "columns: the estimated parameters."
+        "Square root of the Cram\\'er-Rao bound over the grid (logarithmic colour scale; it does not depend "
+        "on the estimator); columns: the estimated parameters."
     ),
 }
 
@@ -378,10 +385,13 @@ def latex_grid_figures(grids: Iterable[str], quantities: Iterable[str], folder: 
     for g in grids:
         for q in quantities:
             cap = GRID_MAP_CAPTIONS.get(q, latex_escape(q))
+            parts = g.split("-")
+            name = (r"$" + r"\times ".join(LABELS[x].strip("$") for x in parts) + "$"
+                    if all(x in LABELS for x in parts) else latex_escape(g))
             out += [
                 r"\begin{figure}[tbp]\centering",
                 rf"\includegraphics[width=\linewidth]{{{folder}/grid_maps_{q}_{g}.pdf}}",
-                rf"\caption{{Grid {latex_escape(g)}: {cap}}}\label{{fig:grid:{q}:{g}}}",
+                rf"\caption{{Grid {name}: {cap}}}\label{{fig:grid:{q}:{g}}}",
                 r"\end{figure}",
             ]
     return "\n".join(out) + "\n"
