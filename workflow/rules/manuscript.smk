@@ -43,7 +43,9 @@ rule write_macros:
     input:
         summary="results/summary.json",
         networks=[f"results/train_network/{n}/network.json" for n in MANUSCRIPT_LOSSES],
-        phantom_regions=[f"results/images/{i}/regions.json" for i in MANUSCRIPT_PHANTOMS],
+        phantom_regions=[
+            f"results/images/{i}/regions.json" for i in MANUSCRIPT_PHANTOMS
+        ],
     output:
         numbers="results/manuscript/numbers.tex",
         grid_figures="results/manuscript/grid_figures.tex",
