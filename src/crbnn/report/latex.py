@@ -368,7 +368,7 @@ GRID_MAP_CAPTIONS = {
         "end colours and counted in the colour bar's label."
     ),
     "sqrt_crb": (
-        "Square root of the Cram\\'er-Rao bound over the grid (logarithmic colour scale; it does not depend "
+        "Square root of the Cram\\'er-Rao bound over the grid (it does not depend "
         "on the estimator); columns: the estimated parameters."
     ),
 }

@@ -129,6 +129,8 @@ def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool = False,
     """
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     params = sorted({c[len("val_crb_"):] for h in histories.values() for c in h.columns
                      if c.startswith("val_crb_") and c != "val_crb_mean"},
                     key=lambda p: list(LABELS).index(p) if p in LABELS else 99)
@@ -159,6 +161,8 @@ def plot_learning_curves(histories: Mapping[str, Any], log_epochs: bool = False,
         ax.set_yscale("log")
         if use_log:
             ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title("mean over parameters" if panel == "mean" else LABELS.get(panel, panel))
     axes[0, 0].set_ylabel("CRB-normalized loss")
@@ -247,12 +251,12 @@ def plot_grid_maps(ds: Any, quantity: str, bias_percentile: float = 98.0, std_ra
     ``bias`` (physical display units, diverging colour scale centred at 0, shared per parameter,
     limits +- the ``bias_percentile`` of |bias|), ``bias_ratio`` (bias/sqrt(CRB), centred at 0,
     +- :data:`BIAS_RATIO_LIMIT`), ``std_ratio`` (SD/sqrt(CRB), diverging on a log scale centred at 1,
-    [1/limit, limit]) or ``sqrt_crb`` (one row: it does not depend on the estimator; sequential, log
-    scale).  Values beyond a colour range are drawn in the end colours, the colour bar has arrows
+    [1/limit, limit]) or ``sqrt_crb`` (one row: it does not depend on the estimator; sequential scale
+    over its full range).  Values beyond a colour range are drawn in the end colours, the colour bar has arrows
     and its label counts them (:func:`outside_note`): nothing saturates silently.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm, TwoSlopeNorm
+    from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
 
     if quantity not in QUANTITIES:
         raise ValueError(f"unknown quantity {quantity!r}; choose from {list(QUANTITIES)}")
@@ -285,11 +289,12 @@ def plot_grid_maps(ds: Any, quantity: str, bias_percentile: float = 98.0, std_ra
             lo, hi = 1.0 / std_ratio_limit, std_ratio_limit
             norm, cmap, label = LogNorm(lo, hi), "PuOr_r", r"SD / $\sqrt{\mathrm{CRB}}$ (log scale)"
         else:
-            data = ds["sqrt_crb"].sel(parameter=p).isel(estimator=0).transpose(ya, xa).values[None] * scale
+            # the same for every estimator, NaN where one did not run (NLLS on a subset): any finite one
+            data = ds["sqrt_crb"].sel(parameter=p).max("estimator", skipna=True).transpose(ya, xa).values[None] * scale
             pos = data[np.isfinite(data) & (data > 0)]
             lo, hi = (float(pos.min()), float(pos.max())) if pos.size else (1.0, 10.0)
-            norm, cmap = LogNorm(lo, hi if hi > lo else lo * 10), "viridis"
-            label = rf"$\sqrt{{\mathrm{{CRB}}}}$ ({DISPLAY_UNITS.get(p) or '1'}, log scale)"
+            norm, cmap = Normalize(lo, hi if hi > lo else lo * 10), "viridis"
+            label = rf"$\sqrt{{\mathrm{{CRB}}}}$ ({DISPLAY_UNITS.get(p) or '1'})"
             extend = "neither"
         im = None
         for i, row in enumerate(rows):
@@ -306,6 +311,10 @@ def plot_grid_maps(ds: Any, quantity: str, bias_percentile: float = 98.0, std_ra
         cb = fig.colorbar(im, ax=axs[:, j].tolist(), location="bottom", shrink=0.9, aspect=25,
                           extend=extend if note else "neither")
         cb.set_label(label + note.replace("; ", "\n"))
+        if quantity == "std_ratio":  # plain tick labels on the log scale: 1/L ... 1 ... L
+            ticks = [v for v in (1 / std_ratio_limit, 2 / 3, 1.0, 1.5, std_ratio_limit) if lo <= v <= hi]
+            cb.set_ticks(ticks, labels=[f"{v:.2g}" for v in ticks])
+            cb.minorticks_off()
     fig.suptitle(f"{QUANTITIES[quantity]} on grid {ds.attrs.get('grid', '')}  "
                  rf"($|M_0|$ = {ds.attrs.get('M0_abs')}, $\sigma$ = {ds.attrs.get('sigma')})", fontsize="medium")
     return fig
