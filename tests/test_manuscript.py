@@ -83,7 +83,7 @@ def test_macros_file(macros: dict[str, Path]) -> None:
     assert d["CRBLossBiasReduced"] == "--"  # not trained: a dash, not a LaTeX error
     assert d["ManuscriptTitle"] == "T"
     assert d["ConfigSnrSweepSnrs"] == r"\numlist{10;50}"
-    assert d["NetWidths"] == "--" and d["InvivoRepository"] == r"\texttt{quentin-duchemin/MRF-CRBLoss}"
+    assert d["NetWidths"] == "--" and d["InvivoRepository"] == r"\nolinkurl{quentin-duchemin/MRF-CRBLoss}"
 
 
 def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:

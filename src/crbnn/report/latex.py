@@ -331,10 +331,10 @@ def method_macros(summary: Mapping[str, Any]) -> dict[str, str]:
 def input_macros() -> dict[str, str]:
     r"""Raw macros of the public inputs' provenance (:data:`crbnn.data.inputs.INPUTS`): per input
     (``Seq``: pulse train, ``Basis``, ``Invivo``) the repository, the pinned commit (12 digits) and
-    the path, in ``\texttt``.
+    the path (``\nolinkurl``: it breaks lines at ``/``).
 
     >>> input_macros()["InvivoRepository"]
-    '\\texttt{quentin-duchemin/MRF-CRBLoss}'
+    '\\nolinkurl{quentin-duchemin/MRF-CRBLoss}'
     """
     from crbnn.data.inputs import INPUTS
 
@@ -343,9 +343,9 @@ def input_macros() -> dict[str, str]:
     out: dict[str, str] = {}
     for key, name in names.items():
         item = INPUTS[name]
-        out[f"{key}Repository"] = rf"\texttt{{{latex_escape(item.repository)}}}"
+        out[f"{key}Repository"] = rf"\nolinkurl{{{item.repository}}}"  # hyperref: breaks at / and -
         out[f"{key}Commit"] = rf"\texttt{{{item.commit[:12]}}}"
-        out[f"{key}Path"] = rf"\texttt{{{latex_escape(item.path)}}}"
+        out[f"{key}Path"] = rf"\nolinkurl{{{item.path}}}"
     return out
 
 
@@ -385,9 +385,7 @@ def latex_grid_figures(grids: Iterable[str], quantities: Iterable[str], folder: 
     for g in grids:
         for q in quantities:
             cap = GRID_MAP_CAPTIONS.get(q, latex_escape(q))
-            parts = g.split("-")
-            name = (r"$" + r"\times ".join(LABELS[x].strip("$") for x in parts) + "$"
-                    if all(x in LABELS for x in parts) else latex_escape(g))
+            name = grid_label(g)
             out += [
                 r"\begin{figure}[tbp]\centering",
                 rf"\includegraphics[width=\linewidth]{{{folder}/grid_maps_{q}_{g}.pdf}}",
@@ -395,6 +393,19 @@ def latex_grid_figures(grids: Iterable[str], quantities: Iterable[str], folder: 
                 r"\end{figure}",
             ]
     return "\n".join(out) + "\n"
+
+
+def grid_label(grid: str) -> str:
+    r"""A grid's name in symbols: ``m0s-T1`` -> ``$m_0^s\times T_1$`` (the name itself when its parts are
+    not parameters).
+
+    >>> grid_label("m0s-T1")
+    '$m_0^s\\times T_1$'
+    """
+    parts = grid.split("-")
+    if all(x in LABELS for x in parts):
+        return "$" + r"\times ".join(LABELS[x].strip("$") for x in parts) + "$"
+    return latex_escape(grid)
 
 
 def grid_figure_refs(grids: Sequence[str], quantities: Sequence[str]) -> str:
@@ -535,7 +546,7 @@ def latex_summary_table(table: Any, digits: int = 3) -> str:
         lines.append(r"\midrule")
         for i, row in enumerate(sub.itertuples(index=False)):
             r = row._asdict()
-            lines.append(" & ".join([latex_escape(str(g)) if i == 0 else "", latex_escape(estimator_label(r["estimator"])),
+            lines.append(" & ".join([grid_label(str(g)) if i == 0 else "", latex_escape(estimator_label(r["estimator"])),
                                      label(r["parameter"]), *(num(r[c]) for c in cols)]) + r" \\")
     if SUMMARY_TEST_COLUMN in table:
         first = table.drop_duplicates(["estimator", "parameter"])
@@ -575,7 +586,8 @@ def latex_region_table(summary: Mapping[str, Any], digits: int = 3, reference: s
              " & & " + " & ".join(r"mean $\pm$ SD & $-$NLLS $\pm$ SE" for _ in cols) + r" & (voxels) \\", r"\midrule"]
     for k, region in enumerate(regions):
         reg = inv[region]
-        ests = [e for e in reg if e != "n"]
+        order = list(_ESTIMATOR_ORDER)
+        ests = sorted((e for e in reg if e != "n"), key=lambda e: order.index(e) if e in order else len(order))
         if k:
             lines.append(r"\midrule")
         for i, est in enumerate(ests):
@@ -654,6 +666,10 @@ def latex_phantom_tables(phantoms: Mapping[str, Sequence[Mapping[str, Any]]], di
                 out.append(f" & {latex_escape(est_label(e))} & " + " & ".join(cells) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
+
+
+#: table order of the estimators (the figures' order, crbnn.report.plots.ESTIMATOR_STYLE)
+_ESTIMATOR_ORDER = ("nlls", "mse", "crb", "bias_reduced")
 
 
 def est_label(name: str) -> str:

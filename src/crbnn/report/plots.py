@@ -315,7 +315,10 @@ def plot_grid_maps(ds: Any, quantity: str, bias_percentile: float = 98.0, std_ra
             ticks = [v for v in (1 / std_ratio_limit, 2 / 3, 1.0, 1.5, std_ratio_limit) if lo <= v <= hi]
             cb.set_ticks(ticks, labels=[f"{v:.2g}" for v in ticks])
             cb.minorticks_off()
-    fig.suptitle(f"{QUANTITIES[quantity]} on grid {ds.attrs.get('grid', '')}  "
+    grid = str(ds.attrs.get("grid", ""))
+    parts = grid.split("-")
+    grid = r" $\times$ ".join(LABELS[x] for x in parts) if all(x in LABELS for x in parts) else grid
+    fig.suptitle(f"{QUANTITIES[quantity]} on grid {grid}  "
                  rf"($|M_0|$ = {ds.attrs.get('M0_abs')}, $\sigma$ = {ds.attrs.get('sigma')})", fontsize="medium")
     return fig
 
