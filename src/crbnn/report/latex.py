@@ -640,18 +640,18 @@ def latex_phantom_tables(phantoms: Mapping[str, Sequence[Mapping[str, Any]]], di
         cap = PHANTOM_CAPTIONS.get(image, latex_escape(image))
         out += [r"\begin{table}[tbp]\centering\footnotesize",
                 rf"\caption{{Per region of the {cap}: the true value and, per estimator, mean $\pm$ SD over the "
-                rf"region's voxels ($n$ voxels fitted).}}\label{{tab:phantom:{image}}}",
+                rf"region's voxels ($n$: the region's voxels; NLLS may fit a subset of them).}}\label{{tab:phantom:{image}}}",
                 r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
                 "region ($n$) & estimator & " + " & ".join(head(lab, u) for lab, _, u in cols.values()) + r" \\",
                 r"\midrule"]
         for k, region in enumerate(regions):
             if k:
                 out.append(r"\midrule")
-            n = next((cell[(region, e, p)]["n"] for e in ests for p in cols if (region, e, p) in cell), None)
+            n = max((int(cell[(region, e, p)]["n"]) for e in ests for p in cols if (region, e, p) in cell), default=None)
             truth = []
             for p, (_, factor, _) in cols.items():
                 r = next((cell[(region, e, p)] for e in ests if (region, e, p) in cell), None)
-                truth.append(format_value(None if r is None else float(r["truth"]) * factor, digits))
+                truth.append(format_value(None if r is None else float(r["truth"]) * factor, digits, exact=True))
             out.append(f"{latex_escape(str(region))} ({format_value(n)}) & truth & " + " & ".join(truth) + r" \\")
             for e in ests:
                 cells = []
