@@ -651,7 +651,7 @@ def latex_phantom_tables(phantoms: Mapping[str, Sequence[Mapping[str, Any]]], di
             truth = []
             for p, (_, factor, _) in cols.items():
                 r = next((cell[(region, e, p)] for e in ests if (region, e, p) in cell), None)
-                truth.append(format_value(None if r is None else float(r["truth"]) * factor, digits, exact=True))
+                truth.append(format_value(None if r is None else float(r["truth"]) * factor, digits))  # float32 maps
             out.append(f"{latex_escape(str(region))} ({format_value(n)}) & truth & " + " & ".join(truth) + r" \\")
             for e in ests:
                 cells = []
