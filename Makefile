@@ -15,7 +15,7 @@ SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
 INSTALL_TEX ?= auto
 # Debian/Ubuntu packages for the manuscript (the same list as crbnn.report.manuscript.TEXLIVE_PACKAGES)
-TEXLIVE_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
+TEXLIVE_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended texlive-science
 
 .PHONY: all reproduce test lint dryrun install clean help tex tex-if-missing reference-record slurm-test
 

@@ -213,6 +213,9 @@ def test_summary_config_has_what_the_manuscript_reads(default) -> None:
     assert json.loads(json.dumps(summary)) == summary
     assert summary["known"] == {"Rex": 13.6, "T2s": 1.25e-5} and summary["losses"] == cfg["train"]["losses"]
     assert summary["n_train"] == cfg["simulate"]["tables"]["train"]["n"]
+    br = cfg["train"]["bias_reduced"]
+    assert summary["bias_reduced"]["epochs"] == br["epochs"] and summary["bias_reduced"]["lam"] == br["lam"]
+    assert summary["bias_reduced"]["batch_size"] == (br.get("batch_size") or cfg["train"]["optimizer"]["batch_size"])
     assert summary["grids"]["m0s-T1"]["points"] == math.prod(
         a["num"] for a in cfg["grids"]["sets"]["m0s-T1"]["axes"].values())
     # every \Config... macro of the manuscript comes from a key (rule summarize adds n_pulses and tr)

@@ -159,12 +159,28 @@ def test_reference_differences_paired_se_and_negative_count():
     net[:7] = -0.01
     where = np.ones(400, bool)
     where[-100:] = False
-    rows = reference_differences({"nlls": {"m0s": ref}, "net": {"m0s": net}}, {"R": where}, parameters=("m0s",))
+    rows = reference_differences({"nlls": {"m0s": ref}, "net": {"m0s": net}}, {"R": where}, parameters=("m0s",), block=1)
     r = {x["estimator"]: x for x in rows}
     d = (net - ref)[where]
     assert r["net"]["n"] == 300 and r["net"]["n_negative"] == 7 and r["nlls"]["n_negative"] == 0
-    assert np.isclose(r["net"]["difference"], d.mean()) and np.isclose(r["net"]["difference_se"], d.std(ddof=1) / np.sqrt(300))
+    # one-voxel blocks: the cluster standard error is SD / sqrt(n) up to the factor sqrt(n / (n - 1))
+    assert np.isclose(r["net"]["difference_se"], d.std(ddof=0) / np.sqrt(299)) and r["net"]["n_blocks"] == 300
+    assert np.isclose(r["net"]["difference"], d.mean())
     assert r["nlls"]["difference"] == 0.0 and np.isclose(r["net"]["sd"], net[where].std(ddof=1))
+
+
+def test_block_standard_error_grows_with_spatial_correlation():
+    """Smooth (correlated) differences: the block SE is several times SD/sqrt(n); white noise: about equal."""
+    from crbnn.images.maps import block_standard_error
+
+    rng = np.random.default_rng(4)
+    where = np.ones((64, 64), bool)
+    white = rng.normal(0, 1, (64, 64))
+    se_white, blocks = block_standard_error(white, where, block=8)
+    assert blocks == 64 and 0.7 < se_white / (white.std(ddof=1) / 64) < 1.4
+    smooth = np.kron(rng.normal(0, 1, (8, 8)), np.ones((8, 8)))  # constant on 8 x 8 patches
+    se_smooth, _ = block_standard_error(smooth, where, block=8)
+    assert se_smooth / (smooth.std(ddof=1) / 64) > 5
 
 
 def test_map_figure_m0s_from_zero_negative_shown_and_outlines():
@@ -183,11 +199,11 @@ def test_map_figure_m0s_from_zero_negative_shown_and_outlines():
     region[3:8, 3:8] = True
     fig = plot_map_panels({"nlls": base, "crb": net}, regions={"WM": region})
     axes = fig.axes
-    assert [ax.get_title() for ax in axes[:2]] == ["NLLS", "CRB network"]  # side by side
+    assert [ax.get_title() for ax in axes[:2]] == ["NLLS", "CRB\nnetwork"]  # side by side
     assert axes[0].images[0].get_clim()[0] == 0.0 and axes[1].images[0].get_clim()[0] == 0.0  # m0s row from 0
     texts = [t.get_text() for ax in axes for t in ax.texts]
     assert "3 < 0" in texts  # the three negative network voxels are counted on the panel
-    assert any(len(ax.collections) for ax in axes)  # region contours
+    assert len(axes[0].collections) and not axes[1].collections  # region contours on the NLLS column only
     diff_clims = [ax.images[0].get_clim() for ax in axes if ax.images and ax.images[0].get_cmap().name == "RdBu_r"]
     assert diff_clims and all(np.isclose(lo, -hi) for lo, hi in diff_clims)
     labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]

@@ -29,6 +29,11 @@ SUMMARY = {
         "priors": PRIORS, "regime": "estimated m0s, T1, T2f; unknown nuisance complex M0, omega0, B1",
         "ema_decay": 0.995, "snr_sweep_snrs": [10, 50], "snr_sweep_realizations": 20, "snr_sweep_nlls_samples": 32,
         "snr_sweep_nlls_realizations": 8, "snr_sweep_interval_percent": 95,
+        "lr_step_epochs": 50, "lr_gamma": 0.5, "grad_clip_factor": 3.0, "weight_decay": 0.0, "normalization": "l2",
+        "train_threads": 2, "device": "auto", "nlls_max_iter": 60, "nlls_ftol": 1e-5, "nlls_xtol": 1e-6,
+        "nlls_fit": ["m0s", "T1", "T2f", "omega0", "B1"], "known": {"Rex": 13.6, "T2s": 1.25e-5},
+        "bias_reduced": {"realizations": 8, "lam": 1.0, "delta": 1.0, "init_from_crb": True, "epochs": 40,
+                         "lr": 0.0005, "lr_step_epochs": 15, "batch_size": 128},
     },
     "snr_sweep": {"crb": {"SNR10": {"mean": {"mean_loss": 0.9, "mean_loss_lo": 0.8, "mean_loss_hi": 1.0}},
                           "SNR50": {"mean": {"mean_loss": 1.1, "mean_loss_lo": 1.0, "mean_loss_hi": 1.2}}}},
@@ -52,12 +57,13 @@ SUMMARY = {
 def macros(tmp_path: Path) -> dict[str, Path]:
     """Run write_macros.py (ScriptArgs stand-in) on the fake summary; return its outputs."""
     (tmp_path / "summary.json").write_text(json.dumps(SUMMARY))
-    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors", "regions", "snr_table", "claims")}
+    out = {k: tmp_path / f"{k}.tex" for k in ("numbers", "grid_figures", "priors", "regions", "snr_table", "phantom_tables", "claims")}
     main = runpy.run_path(str(SCRIPTS / "write_macros.py"))["main"]
     main(ScriptArgs(
         input={"summary": str(tmp_path / "summary.json")},
         output={k: str(v) for k, v in out.items()},
         params={"title": "T", "authors": "A", "digits": 3, "grids": ["m0s-T1"], "quantities": ["bias", "std_ratio"]},
+        # no network.json or phantom regions: their macros are dashes, the phantom tables empty
         log=[str(tmp_path / "log")],
     ))
     return out
@@ -69,14 +75,15 @@ def defined(text: str) -> dict[str, str]:
 
 def test_macros_file(macros: dict[str, Path]) -> None:
     d = defined(macros["numbers"].read_text())
-    assert d["CRBLossCRB"] == "1.05" and d["CRBLossMSE"] == "3.4"
-    assert d["ConfigNTrain"] == "4{,}000{,}000" and d["ConfigSigma"] == "0.01"
-    assert d["TrainTimeCRB"] == "86{,}400" or d["TrainTimeCRB"] == r"\ensuremath{8.64\times10^{4}}"
-    assert d["SecondsPerVoxelCRB"] == r"\ensuremath{2\times10^{-6}}"
+    # measured numbers keep their significant digits (1.00, not 1); configured ones are as written
+    assert d["CRBLossCRB"] == r"\num{1.05}" and d["CRBLossMSE"] == r"\num{3.40}"
+    assert d["ConfigNTrain"] == r"\num{4000000}" and d["ConfigSigma"] == r"\num{0.01}"
+    assert d["TrainTimeCRB"] == r"\num{8.64e4}"
+    assert d["SecondsPerVoxelCRB"] == r"\num{2.00e-6}"
     assert d["CRBLossBiasReduced"] == "--"  # not trained: a dash, not a LaTeX error
     assert d["ManuscriptTitle"] == "T"
-    assert d["ConfigLosses"] == "mse, crb"
-    assert d["ConfigNuisance"] == r"M0\_re, Rex"
+    assert d["ConfigSnrSweepSnrs"] == r"\numlist{10;50}"
+    assert d["NetWidths"] == "--" and d["InvivoRepository"] == r"\nolinkurl{quentin-duchemin/MRF-CRBLoss}"
 
 
 def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
@@ -85,7 +92,8 @@ def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
     priors = macros["priors"].read_text()
     assert priors.count(r"\\") == 1 + len(PRIORS) and r"\pi/T_R" in priors
     snr = macros["snr_table"].read_text()
-    assert "10 & 0.9 [0.8, 1]" in snr and "50 & 1.1 [1, 1.2]" in snr
+    assert r"10 & \num{0.900} [\num{0.800}, \num{1.00}]" in snr and r"50 & \num{1.10} [\num{1.00}, \num{1.20}]" in snr
+    assert r"$T_1$ & \si{\second} & uniform & U(\num{0.4}, \num{2.5})" in priors  # symbols, siunitx units
 
 
 def test_invivo_region_table(macros: dict[str, Path]) -> None:
@@ -95,10 +103,11 @@ def test_invivo_region_table(macros: dict[str, Path]) -> None:
 
     table = macros["regions"].read_text()
     rows = [ln for ln in table.splitlines() if ln.startswith(("WM", " & CRB"))]
-    assert len(rows) == 2 and rows[0].startswith("WM (812) & NLLS")
-    assert r"-0.03 $\pm$ 0.001" in rows[1] and r"72 $\pm$ 10" in rows[1] and rows[1].endswith(r"& 3 \\")
+    assert len(rows) == 2 and rows[0].startswith(r"WM (\num{812}) & NLLS")
+    assert r"\num{-0.0300} $\pm$ \num{0.00100}" in rows[1] and r"\num{72.0} $\pm$ \num{10.0}" in rows[1]
+    assert rows[1].endswith(r"& \num{3} \\")
     assert "not computed" in latex_region_table({"config": {}})
-    assert defined(macros["numbers"].read_text())["InvivoMaskCRBNegativeMZeros"] == "40"
+    assert defined(macros["numbers"].read_text())["InvivoMaskCRBNegativeMZeros"] == r"\num{40}"
 
 
 def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:
@@ -106,10 +115,12 @@ def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:
     manuscript types no digits of results outside its LaTeX structure (numbers come from macros)."""
     tex = (REPO / "manuscript" / "manuscript.tex").read_text()
     d = defined(macros["numbers"].read_text())
-    used = set(re.findall(r"\\((?:Config|CRBLoss|TrainTime|SecondsPerVoxel|Manuscript|Networks|Grids|Training|Claim|Regime|Sweep|SelectedEpoch|NLLSEff|Headline|Final)[A-Za-z]*)", tex))
-    assert used and used <= set(d), sorted(used - set(d))
+    used = set(re.findall(r"\\((?:Config|CRBLoss|TrainTime|SecondsPerVoxel|Manuscript|Networks|Grids|Training|Claim|Regime|Sweep|SelectedEpoch|NLLSEff|Net|Hardware|Seq|Basis|Invivo|Known|TRQuantity|InputNormalization|FineTuneStart|SEBlockVoxels|PaperSNR|GridFigureRefs|Headline|Final)[A-Za-z]*)", tex))
+    provided = set(re.findall(r"\\providecommand\{\\([A-Za-z]+)\}", tex))
+    assert used and used <= set(d) | provided, sorted(used - set(d) - provided)
     body = tex.split(r"\begin{document}")[1]
     body = re.sub(r"%.*", "", body)
+    body = re.sub(r"\\begin\{align\}.*?\\end\{align\}", "", body, flags=re.S)  # the loss equations
     body = re.sub(r"\\(?:cite[pt]?|ref|label|includegraphics|input|resizebox|bibliography\w*)(\[[^]]*\])?\{[^}]*\}", "", body)
     body = re.sub(r"\$[^$]*\$", "", body)  # symbols such as R_{1f}, M_0 = 1
     typed = [n for n in re.findall(r"\d+(?:\.\d+)?", body.replace("0.8\\linewidth", "")) if n != "1"]
@@ -219,3 +230,35 @@ def test_workflow_requires_tex_when_enabled_true(tmp_path: Path, no_tex_path: st
                          timeout=300, env={"PATH": no_tex_path})
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "manuscript.enabled is true but latexmk, pdflatex not found" in out, out[-3000:]
+
+
+@pytest.mark.skipif(__import__("shutil").which("latexmk") is None or __import__("shutil").which("pdflatex") is None,
+                    reason="needs TeX Live (make tex)")
+def test_manuscript_builds_without_undefined_macros_or_references(macros: dict[str, Path], tmp_path: Path) -> None:
+    """The manuscript with the macros and tables of the fake summary (placeholder figures) builds, its
+    log names no undefined macro, reference or citation, and every figure and table label is cited."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from crbnn.report.manuscript import engine_command, latex_log_problems, unreferenced_labels
+
+    build = tmp_path / "build"
+    (build / "figures").mkdir(parents=True)
+    for src in [*(REPO / "manuscript").glob("*.tex"), REPO / "manuscript" / "references.bib", *macros.values()]:
+        (build / src.name).write_text(src.read_text())
+    (build / "invivo_regions.tex").write_text(macros["regions"].read_text())
+    (build / "summary_table.tex").write_text("\\begin{tabular}{l}x\\\\\\end{tabular}\n")
+    fig = plt.figure(figsize=(1, 1))
+    names = ["learning_curves", "error_distribution", "snr_sweep", "grid_maps_bias_m0s-T1", "grid_maps_std_ratio_m0s-T1"]
+    for name in names:
+        fig.savefig(build / "figures" / f"{name}.pdf")
+    plt.close(fig)
+    proc = __import__("subprocess").run(engine_command("pdflatex", "manuscript.tex"), cwd=build, capture_output=True,
+                                        text=True, timeout=300)
+    log = (build / "manuscript.log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+    assert not latex_log_problems(log)
+    sources = [p.read_text() for p in build.glob("*.tex")]
+    assert not unreferenced_labels(sources)

@@ -102,18 +102,19 @@ def test_macro_name_rejects_empty() -> None:
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (1.6333333, "1.63"),
-        (0.001, "0.001"),
-        (123456.0, r"\ensuremath{1.23\times10^{5}}"),
-        (1.0e-4, r"\ensuremath{1\times10^{-4}}"),
-        (-2.5e-6, r"\ensuremath{-2.5\times10^{-6}}"),
-        (0.0, "0"),
+        (1.6333333, r"\num{1.63}"),
+        (1.0, r"\num{1.00}"),  # significant digits kept: 1.00, not 1
+        (0.001, r"\num{0.00100}"),
+        (123456.0, r"\num{1.23e5}"),
+        (1.0e-4, r"\num{1.00e-4}"),
+        (-2.5e-6, r"\num{-2.50e-6}"),
+        (0.0, r"\num{0}"),
         (float("nan"), "--"),
         (float("inf"), "--"),
-        (64, "64"),
-        (4_000_000, "4{,}000{,}000"),
+        (64, r"\num{64}"),
+        (4_000_000, r"\num{4000000}"),
         (False, "no"),
-        ([0.1, 2], "0.1, 2"),
+        ([0.1, 2], r"\numlist{0.100;2}"),
         ("bias_reduced", r"bias\_reduced"),
     ],
 )
@@ -121,8 +122,9 @@ def test_format_value(value: object, text: str) -> None:
     assert format_value(value) == text
 
 
-def test_format_value_digits() -> None:
-    assert format_value(3.14159, digits=5) == "3.1416"
+def test_format_value_digits_and_exact() -> None:
+    assert format_value(3.14159, digits=5) == r"\num{3.1416}"
+    assert format_value(0.0035, exact=True) == r"\num{0.0035}" and format_value(0.4, exact=True) == r"\num{0.4}"
 
 
 def test_latex_escape_all_specials() -> None:
@@ -135,10 +137,10 @@ def test_latex_macros_aliases_and_leaves() -> None:
     lines = text.splitlines()
     assert lines[0].startswith("%")
     assert r"\newcommand{\ManuscriptTitle}{A title}" in lines
-    assert r"\newcommand{\CRBLossCRB}{1.63}" in lines
+    assert r"\newcommand{\CRBLossCRB}{\num{1.63}}" in lines
     assert r"\newcommand{\CRBLossMSE}{--}" in lines  # alias of a missing value
-    assert r"\newcommand{\ConfigSigma}{0.01}" in lines
-    assert r"\newcommand{\NetworksCRBCRBLossTOne}{2.5}" in lines
+    assert r"\newcommand{\ConfigSigma}{\num{0.01}}" in lines  # configured: as written
+    assert r"\newcommand{\NetworksCRBCRBLossTOne}{\num{2.50}}" in lines  # measured: significant digits
     names = [ln.split("}")[0] for ln in lines[1:]]
     assert len(names) == len(set(names))
     assert all(a in text for a in HEADLINE_ALIASES)
@@ -158,7 +160,8 @@ def test_latex_grid_figures_and_priors() -> None:
     assert figs.count(r"\begin{figure}") == 4
     assert "figures/grid_maps_sqrt_crb_T1-T2f.pdf" in figs
     table = latex_prior_table({"T2s": {"dist": "truncnormal", "mean": 1.4e-5, "std": 4e-6, "low": 5e-6, "high": 2.1e-5}})
-    assert r"T2s & s & truncated normal & $\mathcal{N}$(\ensuremath{1.4\times10^{-5}}, \ensuremath{4\times10^{-6}}) on" in table
+    # in the display unit (us) with the symbol and the siunitx unit
+    assert r"$T_2^s$ & \si{\micro\second} & truncated normal & $\mathcal{N}$(\num{14}, \num{4}) on [\num{5}, \num{21}]" in table
     assert "transform" not in table and "SI" not in table
     assert table.rstrip().endswith(r"\end{tabular}")
 

@@ -176,13 +176,16 @@ def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path
     out = tmp_path / "train_network" / "crb"
     train = runpy.run_path(str(scripts / "train_network.py"))["main"]
     train(ScriptArgs(input={"train": str(toy["train"]), "val": str(toy["val"])},
-                     output={"model": str(out / "model.pt"), "history": str(out / "history.csv")},
+                     output={"model": str(out / "model.pt"), "history": str(out / "history.csv"),
+                             "network": str(out / "network.json")},
                      params={"settings": settings_for_loss(cfg, "crb"), "device": "cpu", "nlls": nlls},
                      log=[str(tmp_path / "train.log")], wildcards={"loss": "crb"}))
     assert (out / "model.pt").exists() and (out / "checkpoints" / "last.pt").exists()  # kept (docstring)
     assert torch.load(out / "model.pt", weights_only=True)["meta"]["nlls"] == nlls  # for crbnn infer
     assert "samples/s" in (tmp_path / "train.log").read_text()
     assert len((out / "history.csv").read_text().splitlines()) == 3
+    net = json.loads((out / "network.json").read_text())  # the manuscript's architecture and hardware
+    assert net["device"]["type"] == "cpu" and net["n_weights"] > 0 and net["architecture"]["batchnorm"] is True
     evaluate = runpy.run_path(str(scripts / "evaluate_network.py"))["main"]
     evaluate(ScriptArgs(input={"model": str(out / "model.pt"), "test": str(toy["test"])},
                         output={"metrics": str(tmp_path / "crb.json")},

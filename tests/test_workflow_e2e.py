@@ -20,7 +20,7 @@ from workflow_helpers import REPO, run_snakemake
 from crbnn.common.parameters import TISSUE_PARAMETERS
 from crbnn.data.datasets import read_dataset
 from crbnn.data.sequence import load_sequence
-from crbnn.report.manuscript import decide_pdf
+from crbnn.report.manuscript import decide_pdf, latex_log_problems, unreferenced_labels
 
 pytestmark = pytest.mark.e2e
 #: recorded from a run of config/test.yaml (coarse R2sl grid of that config); a change means the
@@ -175,6 +175,12 @@ def test_images_and_manuscript(e2e_run: Path) -> None:
     ms = TEST_CONFIG["manuscript"]
     if decide_pdf(ms["enabled"], ms["engine"]).build:  # a TeX engine is installed (CI): the PDF is built
         assert pdf.read_bytes()[:4] == b"%PDF"
+        # the PDF is complete: no undefined macro, reference or citation, every figure and table cited
+        build = e2e_run / "results" / "manuscript" / "build"
+        log = (build / "manuscript.log").read_text(errors="replace")
+        assert not latex_log_problems(log), latex_log_problems(log)
+        assert not unreferenced_labels([p.read_text() for p in build.glob("*.tex")])
+        assert "Output written on manuscript.pdf" in log
     else:  # manuscript.enabled: auto without TeX: everything else, no PDF
         assert not pdf.exists()
 

@@ -1,7 +1,7 @@
 # Stage 5: figures and the summary table of the evaluation (crbnn.report.plots), each a report item with
 # a caption in workflow/report/.  Plotting only: the numbers come from evaluate.smk's outputs.
 
-MAP_QUANTITIES = "bias|std_ratio|sqrt_crb"
+MAP_QUANTITIES = "bias|bias_ratio|std_ratio|sqrt_crb"
 
 
 rule plot_learning_curves:

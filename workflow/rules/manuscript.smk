@@ -50,6 +50,10 @@ rule summarize:
 rule write_macros:
     input:
         summary="results/summary.json",
+        networks=[f"results/train_network/{n}/network.json" for n in MANUSCRIPT_LOSSES],
+        phantom_regions=[
+            f"results/images/{i}/regions.json" for i in MANUSCRIPT_PHANTOMS
+        ],
     output:
         numbers="results/manuscript/numbers.tex",
         grid_figures="results/manuscript/grid_figures.tex",
@@ -57,6 +61,7 @@ rule write_macros:
         regions="results/manuscript/invivo_regions.tex",
         snr_table="results/manuscript/snr_table.tex",
         claims="results/manuscript/claims.tex",
+        phantom_tables="results/manuscript/phantom_tables.tex",
     log:
         "results/logs/write_macros/main.log",
     benchmark:
@@ -74,6 +79,8 @@ rule write_macros:
         digits=config["manuscript"]["digits"],
         grids=MANUSCRIPT_GRIDS,
         quantities=MANUSCRIPT_QUANTITIES,
+        losses=MANUSCRIPT_LOSSES,
+        phantoms=MANUSCRIPT_PHANTOMS,
     script:
         "../scripts/write_macros.py"
 
@@ -88,6 +95,7 @@ rule build_manuscript:
         regions="results/manuscript/invivo_regions.tex",
         snr_table="results/manuscript/snr_table.tex",
         claims="results/manuscript/claims.tex",
+        phantom_tables="results/manuscript/phantom_tables.tex",
         table="results/figures/summary_table.tex",
         figures=manuscript_figures,
     output:

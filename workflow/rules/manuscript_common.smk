@@ -10,7 +10,11 @@ from crbnn.report.manuscript import ManuscriptError, decide_pdf
 
 MANUSCRIPT_LOSSES = list(config["train"]["losses"])
 MANUSCRIPT_GRIDS = list(config["grids"]["sets"])
-MANUSCRIPT_QUANTITIES = ["bias", "std_ratio", "sqrt_crb"]
+MANUSCRIPT_QUANTITIES = ["bias", "bias_ratio", "std_ratio", "sqrt_crb"]
+# the phantoms of the images stage (their region tables; in vivo has its own table)
+MANUSCRIPT_PHANTOMS = [
+    i for i in config.get("images", {}).get("images", []) if i != "invivo"
+]
 # the LaTeX sources in the checkout
 MANUSCRIPT_SOURCES = Path(workflow.basedir) / "manuscript"
 

@@ -15,6 +15,7 @@ rule train_network:
     output:
         model="results/train_network/{loss}/model.pt",
         history="results/train_network/{loss}/history.csv",
+        network="results/train_network/{loss}/network.json",
     log:
         "results/logs/train_network/{loss}.log",
     benchmark:

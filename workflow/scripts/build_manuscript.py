@@ -28,7 +28,8 @@ def main(snakemake):
     build = Path(snakemake.params.build_dir)
     shutil.rmtree(build, ignore_errors=True)
     (build / "figures").mkdir(parents=True)
-    for src in (inp.tex, inp.bib, inp.numbers, inp.grid_figures, inp.priors, inp.regions, inp.snr_table, inp.claims, inp.table):
+    for src in (inp.tex, inp.bib, inp.numbers, inp.grid_figures, inp.priors, inp.regions, inp.snr_table, inp.phantom_tables,
+                inp.claims, inp.table):
         shutil.copy2(src, build / Path(src).name)
     for fig in inp.figures:
         shutil.copy2(fig, build / "figures" / Path(fig).name)

@@ -3,7 +3,7 @@
 from crbnn.common.io import atomic_write
 from crbnn.common.logs import setup_logging
 from crbnn.evaluate.grid import read_netcdf, summary_table
-from crbnn.report.plots import latex_table
+from crbnn.report.latex import latex_summary_table
 
 
 def main(snakemake):
@@ -14,7 +14,7 @@ def main(snakemake):
     with atomic_write(snakemake.output.csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_write(snakemake.output.tex) as tmp:
-        tmp.write_text(latex_table(table) + "\n")
+        tmp.write_text(latex_summary_table(table))
 
 
 if "snakemake" in globals():

@@ -7,19 +7,23 @@ checkpoint is kept: if Snakemake discards a finished job's outputs (snakemake it
 the rerun writes the model from it at once instead of retraining.
 ``params.nlls`` (optional): the NLLS nominal values and bounds stored in the model file as
 ``meta["nlls"]`` for ``crbnn infer`` (crbnn.config.settings.nlls_model_meta).
+``network.json``: the architecture, weight count and the device it trained on (the manuscript's methods).
 Run without Snakemake: ``main(ScriptArgs(input=..., output=..., params=..., wildcards={"loss": ...}))``.
 """
 
+import json
 import sys
 from pathlib import Path
 
-from crbnn.common.device import resolve_device, set_threads
+from crbnn.common.device import describe_device, resolve_device, set_threads
+from crbnn.common.io import atomic_write
 from crbnn.common.interrupt import Interrupted, stop_on_signals
 from crbnn.common.logs import setup_logging
 from crbnn.learn.checkpoints import CHECKPOINT_NAME
 from crbnn.learn.data import read_training_data
 from crbnn.learn.loop import train_network, write_history
 from crbnn.learn.model_file import load_model, save_model
+from crbnn.learn.nets import count_weights
 from crbnn.learn.settings import TrainSettings
 
 
@@ -53,6 +57,10 @@ def main(snakemake):
             model.meta["nlls"] = {"nominal": dict(nlls["nominal"]), "bounds": dict(nlls["bounds"])}
         write_history(history, snakemake.output.history)
         save_model(model, snakemake.output.model)
+        with atomic_write(snakemake.output.network) as tmp:  # the manuscript's architecture and hardware
+            tmp.write_text(json.dumps({"architecture": model.architecture(), "n_weights": count_weights(model),
+                                       "normalization": settings.normalization, "device": describe_device(device)},
+                                      indent=1))
     sel = model.meta.get("selected_epoch", len(history))
     log.info("wrote %s: the weight average of epoch %d (lowest validation loss), validation CRB-normalized "
              "loss %.4g (last epoch %.4g)", snakemake.output.model, sel, history[sel - 1]["val_crb_mean"],

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import re
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,3 +39,27 @@ def resolve_device(name: str = "auto") -> torch.device:
 def set_threads(n: int) -> None:
     """Use ``n`` >= 1 torch intra-op threads (Snakemake's ``threads`` of the job)."""
     torch.set_num_threads(max(1, int(n)))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else :func:`platform.processor` or the machine type)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_device(device: torch.device) -> dict[str, Any]:
+    """What a job computed on (the manuscript's hardware sentence): the device type, its name (the GPU's
+    or the CPU's model), the CPU count of the machine and torch's intra-op threads.
+
+    >>> d = describe_device(torch.device("cpu"))
+    >>> d["type"], d["threads"] >= 1
+    ('cpu', True)
+    """
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    return {"type": device.type, "name": name, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads()}

@@ -305,11 +305,29 @@ def summary_config(config: Mapping[str, Any]) -> dict[str, Any]:
             for g, s in config["grids"]["sets"].items()
         },
         "nlls_grid_realizations": config["nlls"]["grid_realizations"],
+        "nlls_max_iter": config["nlls"]["max_iter"],
+        "nlls_ftol": config["nlls"]["ftol"],
+        "nlls_xtol": config["nlls"]["xtol"],
+        "nlls_fit": list(config["nlls"]["fit"]),
         "test_realizations": train["test"]["realizations"],
         "priors": config["priors"]["parameters"],
         "known": known,
         "regime": regime_description(model["estimated"], model["nuisance"], known),
         "ema_decay": optimizer["ema_decay"],
+        "lr_step_epochs": optimizer.get("lr_step_epochs"),
+        "lr_gamma": optimizer.get("lr_gamma"),
+        "grad_clip_factor": optimizer.get("grad_clip_factor"),
+        "weight_decay": optimizer.get("weight_decay"),
+        "normalization": train["normalization"],
+        "train_threads": train["threads"],
+        "device": config["compute"]["device"],
+        # the fine-tuning of the bias-reduced network (crbnn.learn.settings.settings_for_loss)
+        # (epochs, lr, lr_step_epochs, batch_size: the sub-section's value, else the optimizer's)
+        "bias_reduced": {
+            **{k: train.get("bias_reduced", {}).get(k) for k in ("realizations", "lam", "delta", "init_from_crb")},
+            **{k: train.get("bias_reduced", {}).get(k) if train.get("bias_reduced", {}).get(k) is not None
+               else optimizer.get(k) for k in ("epochs", "lr", "lr_step_epochs", "batch_size")},
+        },
         "snr_sweep_snrs": sweep["snrs"],
         "snr_sweep_realizations": sweep["realizations"],
         "snr_sweep_nlls_samples": sweep["nlls_samples"],

@@ -27,6 +27,7 @@ TEXLIVE_PACKAGES = (
     "texlive-latex-recommended",
     "texlive-latex-extra",
     "texlive-fonts-recommended",
+    "texlive-science",  # siunitx: the manuscript's number and unit format
 )
 #: The pinned tectonic of envs/manuscript.yaml.
 TECTONIC_SPEC = "tectonic=0.15.0"
@@ -142,3 +143,51 @@ def engine_command(engine: str, tex: str, executable: str | None = None) -> list
         return [exe, "--keep-logs", "--outdir", ".", tex]
     flag = LATEXMK_FLAGS[engine]
     return [exe, flag, "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", tex]
+
+
+# ------------------------------------------------------------------ checks of a built manuscript
+#: LaTeX log lines that mean the PDF is wrong although it was written
+_LOG_PROBLEMS = (
+    r"LaTeX Warning: Reference `[^']*' on page \d+ undefined",
+    r"LaTeX Warning: Citation `[^']*' on page \d+ undefined",
+    r"LaTeX Warning: There were undefined references",
+    r"Package natbib Warning: Citation `[^']*' on page \d+ undefined",
+    r"Package natbib Warning: There were undefined citations",
+    r"! Undefined control sequence",
+    r"LaTeX Error: [^\n]*",
+    r"Package siunitx Error: [^\n]*",
+)
+
+
+def latex_log_problems(log: str) -> list[str]:
+    """The lines of a LaTeX ``.log`` that say the document is incomplete: an undefined reference or
+    citation, an undefined control sequence (macro), a LaTeX or siunitx error.
+
+    >>> latex_log_problems("LaTeX Warning: Reference `fig:x' on page 3 undefined on input line 9.")
+    ["LaTeX Warning: Reference `fig:x' on page 3 undefined"]
+    >>> latex_log_problems("Output written on manuscript.pdf (9 pages).")
+    []
+    """
+    import re
+
+    flat = log.replace("\n", "")  # TeX wraps long log lines at 79 characters
+    out: list[str] = []
+    for pattern in _LOG_PROBLEMS:
+        text = flat if "Warning" in pattern else log
+        out += [m.group(0) for m in re.finditer(pattern, text)]
+    return out
+
+
+def unreferenced_labels(sources: list[str]) -> list[str]:
+    r"""The figure and table labels (``\label{fig:...}``, ``\label{tab:...}``) of the LaTeX
+    ``sources`` (the manuscript and its generated inputs) that no ``\ref`` cites.
+
+    >>> unreferenced_labels([r"\label{fig:a}\label{tab:b} see Figure~\ref{fig:a}"])
+    ['tab:b']
+    """
+    import re
+
+    text = "\n".join(re.sub(r"(?<!\\)%.*", "", s) for s in sources)
+    labels = re.findall(r"\\label\{((?:fig|tab):[^}]*)\}", text)
+    cited = set(re.findall(r"\\(?:ref|autoref|cref)\{([^}]*)\}", text))
+    return [lab for lab in labels if lab not in cited]

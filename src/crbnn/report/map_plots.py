@@ -6,7 +6,8 @@ scale centred at 0 (the same range for every network of a column); a separate fi
 relative residual maps.  NaN (outside the mask, or not evaluated) is white.  m0s is shown on a
 scale that starts at 0; negative estimates (possible for a network) are drawn in a separate
 colour (magenta), not clipped into the lowest colour, and their count is written on the panel.
-Optional region outlines (``regions``: name -> boolean mask) are drawn on every estimate panel.
+Optional region outlines (``regions``: name -> boolean mask) are drawn thinly on the reference
+column only (NLLS in vivo), so that they do not hide the estimates.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def plot_map_panels(maps: Mapping[str, Mapping[str, NDArray[Any]]], truth: Mappi
     from matplotlib.lines import Line2D
 
     est_names = list(maps)
-    if truth is None and reference in maps:
+    if truth is not None:
+        return _plot_side_by_side({"truth": truth, **maps}, "truth", parameters, regions)
+    if reference in maps:
         return _plot_side_by_side(maps, reference, parameters, regions)
     rows: list[tuple[str, dict[str, NDArray[Any]], bool]] = []
     if truth is not None:
@@ -134,12 +137,12 @@ def _draw(ax: Any, img: NDArray[Any], lo: float, hi: float, sym: bool, nonneg: b
         if neg.any():
             ax.imshow(np.where(neg, 1.0, np.nan), origin="lower", cmap=ListedColormap([NEGATIVE_COLOR]), vmin=0, vmax=1,
                       interpolation="nearest")
-            ax.text(0.02, 0.02, f"{int(neg.sum())} < 0", transform=ax.transAxes, fontsize="x-small", color=NEGATIVE_COLOR,
-                    va="bottom")
+            ax.text(0.02, 0.02, f"{int(neg.sum())} < 0", transform=ax.transAxes, fontsize="small", color=NEGATIVE_COLOR,
+                    va="bottom", fontweight="bold")
     for c, rmask in enumerate((regions or {}).values()):
         rm = _slice(np.asarray(rmask, dtype=np.float64))
         if rm.any():
-            ax.contour(rm, levels=[0.5], colors=[REGION_COLORS[c % len(REGION_COLORS)]], linewidths=0.6)
+            ax.contour(rm, levels=[0.5], colors=[REGION_COLORS[c % len(REGION_COLORS)]], linewidths=0.35)
     ax.set_xticks([])
     ax.set_yticks([])
     return im
@@ -147,15 +150,17 @@ def _draw(ax: Any, img: NDArray[Any], lo: float, hi: float, sym: bool, nonneg: b
 
 def _plot_side_by_side(maps: Mapping[str, Mapping[str, NDArray[Any]]], reference: str, parameters: Sequence[str],
                        regions: Mapping[str, NDArray[np.bool_]] | None) -> Any:
-    """In vivo layout: columns = the reference (NLLS) and each network side by side; one row per
-    parameter with a shared colour scale (m0s from 0), then one row per parameter of network -
-    reference on a symmetric scale shared by the networks.  Regions are outlined on the estimates."""
+    """Columns = the reference (NLLS in vivo, the truth for a phantom) and each estimator side by side;
+    one row per parameter with a shared colour scale (m0s from 0), then one row per parameter of
+    estimate - reference on a symmetric scale shared by the estimators.  Regions are outlined thinly on
+    the reference column only, so the estimates stay unobstructed.  Negative m0s estimates are drawn
+    in their own colour and counted per panel (over all voxels shown, i.e. the whole mask)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     cols = [reference] + [e for e in maps if e != reference]
     n_p = len(parameters)
-    fig, axes = plt.subplots(2 * n_p, len(cols), figsize=(2.0 * len(cols) + 1.2, 2.05 * 2 * n_p), squeeze=False,
+    fig, axes = plt.subplots(2 * n_p, len(cols), figsize=(1.45 * len(cols) + 1.3, 1.4 * 2 * n_p + 0.4), squeeze=False,
                              constrained_layout=True)
     for i, p in enumerate(parameters):
         s = DISPLAY_SCALE.get(p, 1.0)
@@ -166,26 +171,27 @@ def _plot_side_by_side(maps: Mapping[str, Mapping[str, NDArray[Any]]], reference
         if nonneg:
             lo, hi = 0.0, max(hi, 1e-6)
         for j, e in enumerate(cols):
-            im = _draw(axes[i, j], est[j], lo, hi, False, nonneg, regions)
+            im = _draw(axes[i, j], est[j], lo, hi, False, nonneg, regions if j == 0 else None)
             if i == 0:
-                axes[i, j].set_title(estimator_label(e), fontsize="small")
+                axes[i, j].set_title(estimator_label(e).replace(" network", "\nnetwork"), fontsize="medium")
             if j == 0:
-                axes[i, j].set_ylabel(lab, fontsize="small")
-        fig.colorbar(im, ax=list(axes[i]), shrink=0.85, label=lab)
+                axes[i, j].set_ylabel(lab, fontsize="medium")
+        fig.colorbar(im, ax=list(axes[i]), shrink=0.9, label=lab)
         diffs = [est[j] - est[0] for j in range(1, len(cols))]
         dlo, dhi = _limits(diffs, True)
         axes[n_p + i, 0].axis("off")
-        axes[n_p + i, 0].text(0.5, 0.5, f"{LABELS.get(p, p)}:\nnetwork - {estimator_label(reference)}",
-                              ha="center", va="center", fontsize="small", transform=axes[n_p + i, 0].transAxes)
+        what = "estimate" if reference == "truth" else "network"
+        axes[n_p + i, 0].text(0.5, 0.5, f"{LABELS.get(p, p)}:\n{what} $-$\n{estimator_label(reference)}",
+                              ha="center", va="center", fontsize="medium", transform=axes[n_p + i, 0].transAxes)
         for j in range(1, len(cols)):
             im = _draw(axes[n_p + i, j], diffs[j - 1], dlo, dhi, True, False, None)
         if len(cols) > 1:
-            fig.colorbar(im, ax=list(axes[n_p + i]), shrink=0.85, label="difference" + unit_suffix(p))
+            fig.colorbar(im, ax=list(axes[n_p + i]), shrink=0.9, label="difference" + unit_suffix(p))
     handles = [Line2D([], [], color=REGION_COLORS[c % len(REGION_COLORS)], lw=1.2, label=f"{nm} ({int(np.sum(m))} voxels)")
                for c, (nm, m) in enumerate((regions or {}).items())]
     if "m0s" in parameters:
-        handles.append(Line2D([], [], color=NEGATIVE_COLOR, marker="s", lw=0, label="m0s < 0"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small", frameon=False)
+        handles.append(Line2D([], [], color=NEGATIVE_COLOR, marker="s", lw=0, label=r"$m_0^s<0$ (count per panel)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="medium", frameon=False)
     return fig
 
 
