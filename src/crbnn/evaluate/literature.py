@@ -190,15 +190,16 @@ def _load(regions: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
     return json.loads(Path(regions).read_text())
 
 
-def _region_means(data: Mapping[str, Any], region_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{estimator: {region: {parameter: mean}}}`` from the region rows of ``regions.json``."""
+def _block_means(blocks: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{estimator: {region: {parameter: mean}}}`` from the block sums (the mean of the finite voxels)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for key in ("differences", "rows"):
-        for row in data.get(key, []):
-            if row.get("region") not in region_names or row.get("mean") is None:
+    for region, reg in blocks.get("regions", {}).items():
+        for est, pars in reg.items():
+            if not isinstance(pars, Mapping):
                 continue
-            est = out.setdefault(row["estimator"], {}).setdefault(row["region"], {})
-            est.setdefault(row["parameter"], float(row["mean"]))
+            for p, b in pars.items():
+                n = float(np.sum(b["n"]))
+                out.setdefault(est, {}).setdefault(region, {})[p] = float(np.sum(b["sum"])) / n if n else math.nan
     return out
 
 
@@ -220,10 +221,10 @@ def claim_invivo(
     same model at the same field than the MSE network's (criterion: the module docstring and
     :data:`CRITERION`).
 
-    ``regions``: ``results/images/invivo/regions.json`` (path or dict): region means from its rows
-    (``differences`` or ``rows``), the tissue region names from ``tissue_regions.n_voxels`` (else
-    ``WM``, ``GM``), and the block sums of ``tissue_blocks`` (:func:`region_blocks`) for the
-    bootstrap.  ``seed``: the bootstrap's seed (derive it from the config).
+    ``regions``: ``results/images/invivo/regions.json`` (path or dict): the tissue region names from
+    ``tissue_regions.n_voxels`` (else ``WM``, ``GM``) and the block sums of ``tissue_blocks``
+    (:func:`region_blocks`), which give both the region means (the mean of each estimator's finite
+    voxels, as the ``rows`` of the file) and the bootstrap.  ``seed``: the bootstrap's seed (derive it from the config).
 
     Returns ``verdict`` (one of :data:`VERDICTS`), ``reason``, ``criterion``, and the numbers:
     ``literature`` (the cells used), ``estimators`` ``{name: {"distance", "interval", "cells":
@@ -240,15 +241,15 @@ def claim_invivo(
         return _not_testable(f"no published in vivo value of the {model} model at {field_t:g} T for "
                              f"{'/'.join(REGIONS)} x {'/'.join(PARAMETERS)} in the literature table "
                              "(crbnn.evaluate.literature.LITERATURE; docs/literature.md)", literature=lit_out)
-    means = _region_means(data, names)
-    present = [e for e in estimators if e in means]
-    missing = [e for e in ("crb", "mse") if e not in present]
-    if missing:
-        return _not_testable(f"no region means of {missing} in the regions file", literature=lit_out)
     blocks = data.get("tissue_blocks")
     if not blocks:
         return _not_testable("the regions file has no block data (tissue_blocks) for the uncertainty of the region means",
                              literature=lit_out)
+    means = _block_means(blocks)
+    present = [e for e in estimators if e in means]
+    missing = [e for e in ("crb", "mse") if e not in present]
+    if missing:
+        return _not_testable(f"no region means of {missing} in the regions file", literature=lit_out)
     empty = [r for r in {r for r, _ in cells} if blocks["regions"].get(r, {}).get("n_blocks", 0) == 0]
     if empty:
         return _not_testable(f"empty tissue region(s) {sorted(empty)}", literature=lit_out)
