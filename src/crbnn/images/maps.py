@@ -50,6 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crbnn.common.io import PathLike, read_nifti, write_json, write_nifti
+from crbnn.common.seeds import derive_seed
 from crbnn.common.parameters import TISSUE_PARAMETERS
 from crbnn.common.parameters import UNITS as PARAMETER_UNITS
 
@@ -510,17 +511,19 @@ def coefficient_features(
 
 
 def gaussian_mixture(
-    x: NDArray[np.float64], k: int, seed: int, max_iter: int = 200, tol: float = 1e-6
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    x: NDArray[np.float64], k: int, seed: int, max_iter: int = 200, tol: float = 1e-6,
+    init: NDArray[np.float64] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float]:
     """Seeded Gaussian mixture (full covariances, EM) of the rows of ``x`` [n, d] with ``k`` components.
 
-    Initialized by k-means++ seeding and Lloyd iterations from ``numpy.random.default_rng(seed)``;
-    EM stops when the mean log-likelihood changes by less than ``tol``.  Returns (posterior [n, k],
-    means [k, d], covariances [k, d, d]).  Deterministic for a given seed.
+    Initialized by k-means++ seeding from ``numpy.random.default_rng(seed)`` (or from the centers
+    ``init`` [k, d]) and Lloyd iterations; EM stops when the mean log-likelihood changes by less
+    than ``tol``.  Returns (posterior [n, k], means [k, d], covariances [k, d, d], mean
+    log-likelihood).  Deterministic for a given seed.
 
     >>> rng = np.random.default_rng(0)
     >>> x = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(8, 1, (100, 2))])
-    >>> p, mu, _ = gaussian_mixture(x, 2, seed=1)
+    >>> p, mu, _, _ = gaussian_mixture(x, 2, seed=1)
     >>> sorted(np.bincount(p.argmax(1)).tolist()), sorted(np.round(mu[:, 0]).tolist()) == [0.0, 8.0]
     ([100, 200], True)
     """
@@ -528,11 +531,14 @@ def gaussian_mixture(
     n, d = x.shape
     if n < k * (d + 1):
         raise ValueError(f"{n} voxels are too few for a {k}-class mixture of {d} features")
-    rng = np.random.default_rng(seed)
-    centers = x[[int(rng.integers(n))]]
-    for _ in range(1, k):  # k-means++ seeding
-        d2 = np.min(((x[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)
-        centers = np.vstack([centers, x[[int(rng.choice(n, p=d2 / d2.sum()))]]])
+    if init is not None:
+        centers = np.array(init, dtype=np.float64).reshape(k, d)
+    else:
+        rng = np.random.default_rng(seed)
+        centers = x[[int(rng.integers(n))]]
+        for _ in range(1, k):  # k-means++ seeding
+            d2 = np.min(((x[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)
+            centers = np.vstack([centers, x[[int(rng.choice(n, p=d2 / d2.sum()))]]])
     for _ in range(50):  # Lloyd
         lab = np.argmin(((x[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)
         new = np.array([x[lab == j].mean(0) if np.any(lab == j) else centers[j] for j in range(k)])
@@ -546,6 +552,7 @@ def gaussian_mixture(
                     for j in range(k)])
     prev = -np.inf
     post = np.zeros((n, k))
+    mean_ll = -np.inf
     for _ in range(max_iter):
         ll = np.empty((n, k))
         for j in range(k):
@@ -566,7 +573,7 @@ def gaussian_mixture(
         if abs(mean_ll - prev) < tol:
             break
         prev = mean_ll
-    return post, mu, cov
+    return post, mu, cov, mean_ll
 
 
 def _polynomial_basis(shape: Sequence[int], where: NDArray[np.bool_], order: int) -> NDArray[np.float64]:
@@ -589,16 +596,18 @@ def tissue_regions(
     seed: int = 0,
     bias_order: int = 3,
     bias_iterations: int = 5,
+    n_init: int = 4,
 ) -> dict[str, NDArray[np.bool_]]:
     """In vivo tissue regions from the coefficient image alone (no estimator's output decides them).
 
     1. Features: :func:`coefficient_features` (``Re(c_k / c_1)``, k in ``features``, median-filtered);
        robustly standardized (median, 1.4826 MAD) over the mask.
     2. A ``len(classes)``-component Gaussian mixture of the mask voxels' features
-       (:func:`gaussian_mixture`, ``seed``); the components are named ``classes`` in ascending order
+       (:func:`gaussian_mixture`; the best log-likelihood of ``n_init`` starts seeded from ``seed``); the
+       components are named ``classes`` in ascending order
        of their mean of the first feature (with the default features ``Re(c_2 / c_1)`` is
        T1-weighted: CSF darkest, WM brightest).  With ``bias_order`` > 0 the mixture alternates
-       ``bias_iterations`` times with the fit of a smooth in-plane polynomial bias field of that order
+       ``bias_iterations`` times (warm-started) with the fit of a smooth in-plane polynomial bias field of that order
        per feature (weighted least squares of each voxel's residual from its expected class mean;
        Van Leemput et al., IEEE TMI 1999), which removes the slow B1-like shading of the contrast
        that would otherwise put peripheral WM and central GM in one class.
@@ -611,7 +620,7 @@ def tissue_regions(
     >>> rng = np.random.default_rng(0)
     >>> c = np.ones((12, 12, 1, 3), complex); c[..., 1] = np.where(np.arange(12)[:, None, None] < 6, 0.1, 0.9)
     >>> c[..., 1:] += 0.01 * rng.standard_normal((12, 12, 1, 2))
-    >>> r = tissue_regions(c, np.ones((12, 12, 1), bool), ("dark", "bright"), ("bright",), filter_size=1, bias_order=0)
+    >>> r = tissue_regions(c, np.ones((12, 12, 1), bool), ("dark", "bright"), ("bright",), (2, 3), filter_size=1, bias_order=0)
     >>> int(r["bright"].sum()), bool(r["bright"][6:].all())
     (72, True)
     """
@@ -629,10 +638,10 @@ def tissue_regions(
     z = (x - med) / np.where(mad > 0, mad, 1.0)
     basis = _polynomial_basis(mask.shape, inside, bias_order) if bias_order > 0 else None
     bias = np.zeros_like(z)
-    for it in range(max(int(bias_iterations), 0) + 1):
-        post, mu, cov = gaussian_mixture(z - bias, len(classes), seed)
-        if basis is None or it == bias_iterations:
-            break
+    # best of n_init seeded starts (EM has local optima), then warm starts while the bias field is refined
+    starts = [gaussian_mixture(z, len(classes), derive_seed(seed, f"start_{i}")) for i in range(max(int(n_init), 1))]
+    post, mu, cov, _ = max(starts, key=lambda f: f[3])
+    for it in range(max(int(bias_iterations), 0) if basis is not None else 0):
         # smooth in-plane bias field (Van Leemput et al. 1999): weighted least squares of the residual
         # from the expected class mean, weights = expected inverse class variance, per feature
         for f in range(z.shape[1]):
@@ -641,6 +650,7 @@ def tissue_regions(
             sw = np.sqrt(w)
             coef, *_ = np.linalg.lstsq(basis * sw[:, None], r * sw, rcond=None)
             bias[:, f] = basis @ coef
+        post, mu, cov, _ = gaussian_mixture(z - bias, len(classes), seed, init=mu)
     rank = np.argsort(np.argsort(mu[:, 0]))  # component -> position in ascending order of feature 1
     best = post.argmax(1)
     sure = post[np.arange(len(best)), best] >= float(min_probability)
