@@ -173,21 +173,38 @@ def test_tissue_regions_classify_the_coefficients_not_an_estimate():
         tissue_regions(c, mask, features=(2, 7))
 
 
-def test_tissue_regions_bias_field_removes_shading():
-    """A strong shading of the contrast along y puts the shaded end of GM and WM in one class unless
-    the bias field is fitted with the mixture."""
+def test_tissue_regions_bias_field_reduces_shading_errors():
+    """One contrast, two tissues 0.1 apart and a linear shading of +-0.08 along y: the shaded ends of
+    the two tissues overlap in value, so a plain mixture misclassifies them; fitting the polynomial
+    bias field with the mixture classifies more voxels right."""
+    from crbnn.images.maps import tissue_regions
+
+    rng = np.random.default_rng(0)
+    label = (np.arange(40)[:, None, None] >= 20) * np.ones((1, 40, 1), int)
+    c = np.ones((40, 40, 1, 3), complex)
+    c[..., 1] = np.where(label == 1, 0.1, 0.0) + 0.08 * np.linspace(-1, 1, 40)[None, :, None]
+    c[..., 1:] += 0.01 * rng.standard_normal(c[..., 1:].shape)
+    mask = np.ones(label.shape, bool)
+
+    def accuracy(bias_order: int) -> float:
+        r = tissue_regions(c, mask, ("dark", "bright"), ("dark", "bright"), features=(2,), min_probability=0.5,
+                           seed=3, bias_order=bias_order)
+        return float(((r["bright"] & (label == 1)).sum() + (r["dark"] & (label == 0)).sum()) / label.size)
+
+    with_bias, without = accuracy(3), accuracy(0)
+    assert with_bias > 0.85 and with_bias > without + 0.05, (with_bias, without)
+
+
+def test_tissue_regions_restarts_make_the_classes_seed_independent():
+    """Strong shading of every ratio (factor 1 +- 0.4): the best of several seeded starts finds the
+    stripes whatever the seed."""
     from crbnn.images.maps import tissue_regions
 
     c, label = synthetic_tissue_image(shading=0.4)
     mask = np.ones(label.shape, bool)
-    kw = dict(features=(2, 3), min_probability=0.5, seed=3)
-
-    def wm_precision(r):
-        return (r["WM"] & (label == 3)).sum() / max(r["WM"].sum(), 1)
-
-    with_bias, without = tissue_regions(c, mask, **kw), tissue_regions(c, mask, bias_order=0, **kw)
-    assert wm_precision(with_bias) > 0.95 and with_bias["GM"].sum() > 300
-    assert wm_precision(without) < 0.6  # the shaded GM joins WM
+    for seed in (3, 4):
+        r = tissue_regions(c, mask, features=(2, 3), min_probability=0.5, seed=seed)
+        assert (r["WM"] & (label == 3)).sum() / r["WM"].sum() > 0.95 and (r["GM"] & (label == 2)).sum() > 300
 
 
 def test_reference_differences_paired_se_and_negative_count():
