@@ -130,7 +130,7 @@ rule summarize_image_regions:
     params:
         estimators=IMAGE_ESTIMATORS,
         boxes=config["images"]["regions"],
-        tissue=config["images"]["tissue"],
+        tissue=derived.tissue_settings(config),
         percentiles=config["images"]["percentiles"],
     script:
         "../scripts/summarize_image_regions.py"
@@ -166,7 +166,7 @@ rule plot_maps:
         runtime=10,
     params:
         estimators=IMAGE_ESTIMATORS,
-        tissue=config["images"]["tissue"],
+        tissue=derived.tissue_settings(config),
         dpi=config["figures"]["dpi"],
         font_scale=config["figures"]["font_scale"],
     script:

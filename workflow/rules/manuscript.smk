@@ -43,6 +43,7 @@ rule summarize:
         losses=MANUSCRIPT_LOSSES,
         grids=MANUSCRIPT_GRIDS,
         config=summary_config,
+        invivo_seed=derived.tissue_settings(config)["bootstrap_seed"],
     script:
         "../scripts/summarize_results.py"
 

@@ -1,7 +1,7 @@
 """Map figures of one image: estimates, truth/errors or differences from NLLS, residuals (rule plot_maps).
 
-In vivo (no truth): the tissue regions of ``images.tissue`` (crbnn.images.maps.tissue_regions on the
-NLLS maps) are outlined.
+In vivo (no truth): the tissue regions of ``images.tissue`` (crbnn.images.maps.tissue_regions, a
+classification of the coefficient image alone) are outlined.
 """
 
 from pathlib import Path
@@ -25,8 +25,7 @@ def main(snakemake):
     if truth is None and "nlls" in maps:
         image = read_coefficient_image(snakemake.input.coefficients, snakemake.input.mask)
         spec = snakemake.params.tissue
-        nlls = read_maps(folder / "nlls", sorted({p for rule in spec["regions"].values() for p in rule}))
-        regions = tissue_regions(nlls, image.mask, spec["regions"], spec["filter_size"], spec["erode"])
+        regions = tissue_regions(image.coefficients, image.mask, **spec["regions"])
     fig = plot_map_panels({e: m for e, m in maps.items()}, truth, regions=regions)
     save_figure(fig, snakemake.output.maps, dpi=snakemake.params.dpi)
     fig = plot_residual_maps({e: m["residual"] for e, m in maps.items()})

@@ -1,10 +1,11 @@
 """Region statistics of the maps of one image as CSV and JSON (rule summarize_image_regions).
 
 Phantoms: per labelled region (vials, water; WM, GM, CSF) mean, SD, error against the truth and
-error / standard error per estimator.  In vivo: the tissue regions of ``images.tissue``
-(thresholds of the median-filtered NLLS maps, crbnn.images.maps.tissue_regions) and the configured boxes,
-with mean, SD and the paired difference to NLLS with its standard error (negative m0s counted),
-plus whole-mask percentiles.
+error / standard error per estimator.  In vivo: the tissue regions of ``images.tissue`` (a
+classification of the coefficient image alone, crbnn.images.maps.tissue_regions; no estimator's
+map selects them) and the configured boxes, with mean, SD and the paired difference to NLLS with its
+standard error (negative m0s counted), the block sums of the tissue regions for the in vivo claim's
+bootstrap (crbnn.evaluate.literature.region_blocks), plus whole-mask percentiles.
 """
 
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from crbnn.common.io import atomic_write, read_nifti, write_json
 from crbnn.common.logs import setup_logging
+from crbnn.evaluate.literature import region_blocks
 from crbnn.images.maps import (
     ESTIMATED,
     box_regions,
@@ -22,7 +24,6 @@ from crbnn.images.maps import (
     region_stats,
     tissue_regions,
 )
-
 
 def main(snakemake):
     log = setup_logging(snakemake.log)
@@ -37,12 +38,15 @@ def main(snakemake):
         truth = {Path(p).name.removesuffix(".nii.gz"): read_nifti(p)[0] for p in snakemake.input.truth}
     differences = []
     tissue_sizes = {}
+    blocks = None
     if truth is None:
         regions = box_regions(image.shape, snakemake.params.boxes, image.mask)
         if "nlls" in maps:
             spec = snakemake.params.tissue
-            tissue = tissue_regions(maps["nlls"], image.mask, spec["regions"], spec["filter_size"], spec["erode"])
+            tissue = tissue_regions(image.coefficients, image.mask, **spec["regions"])
             tissue_sizes = {k: int(v.sum()) for k, v in tissue.items()}
+            log.info("tissue regions (coefficient image, Gaussian mixture): %s voxels", tissue_sizes)
+            blocks = region_blocks(maps, tissue, spec["block"])
             regions = {**tissue, **{f"box_{k}": v for k, v in regions.items()}}
             differences = reference_differences(maps, {**regions, "mask": image.mask})
     rows = region_stats(maps, regions, truth)
@@ -55,6 +59,7 @@ def main(snakemake):
     out = {"image": snakemake.wildcards.image, "rows": json.loads(df.to_json(orient="records"))}
     if differences:
         out["tissue_regions"] = {"rule": snakemake.params.tissue, "n_voxels": tissue_sizes}
+        out["tissue_blocks"] = blocks
         out["differences"] = json.loads(pd.DataFrame(differences).to_json(orient="records"))
     write_json(snakemake.output.json, out)
     log.info("%s: %d rows of region statistics", snakemake.wildcards.image, len(df))

@@ -21,6 +21,7 @@ def main(snakemake):
         snr_sweep_nc=snakemake.input.sweep_nc,
         dev_evaluations=dict(zip(losses, snakemake.input.dev_evaluations)),
         dev_snr_sweep=snakemake.input.dev_sweep,
+        invivo_seed=snakemake.params.invivo_seed,
         regimes=snakemake.input.regimes,
         grids=dict(zip(snakemake.params.grids, snakemake.input.grids)),
     )

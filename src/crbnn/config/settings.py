@@ -215,6 +215,28 @@ def sweep_seed(config: Mapping[str, Any], evaluation_set: str) -> int:
     return evaluation_seed(config, "snr_sweep" if evaluation_set == VERDICT_SET else f"snr_sweep_{evaluation_set}")
 
 
+def tissue_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The in vivo tissue regions' settings from ``images.tissue``: ``regions`` (keyword arguments of
+    ``crbnn.images.maps.tissue_regions``, the mixture's seed derived from ``images.tissue.seed``),
+    ``block`` and ``bootstrap_seed`` (the block bootstrap of the in vivo claim,
+    ``crbnn.evaluate.literature.claim_invivo``).
+
+    >>> t = {"classes": ["CSF", "GM", "WM"], "report": ["WM"], "features": [2, 3], "filter_size": 3,
+    ...      "min_probability": 0.9, "erode": 0, "bias_order": 3, "bias_iterations": 5, "n_init": 4, "seed": 4,
+    ...      "block": 4}
+    >>> s = tissue_settings({"images": {"tissue": t}})
+    >>> s["regions"]["seed"] == derive_seed(4, "tissue_regions"), s["block"], s["regions"]["classes"]
+    (True, 4, ['CSF', 'GM', 'WM'])
+    """
+    t = config["images"]["tissue"]
+    regions = {"classes": list(t["classes"]), "report": list(t["report"]), "features": [int(k) for k in t["features"]],
+               "filter_size": int(t["filter_size"]), "min_probability": float(t["min_probability"]),
+               "erode": int(t["erode"]), "bias_order": int(t["bias_order"]),
+               "bias_iterations": int(t["bias_iterations"]), "n_init": int(t["n_init"]),
+               "seed": derive_seed(int(t["seed"]), "tissue_regions")}
+    return {"regions": regions, "block": int(t["block"]), "bootstrap_seed": derive_seed(int(t["seed"]), "invivo_bootstrap")}
+
+
 def grid_seed(config: Mapping[str, Any], grid: str) -> int:
     """Noise seed of evaluation grid ``grid`` (the same for its NLLS fit and its evaluation)."""
     return evaluation_seed(config, f"grid_{grid}")

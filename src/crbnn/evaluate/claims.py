@@ -428,26 +428,26 @@ def claim_bias_reduction(evidence: Mapping[str, Any], seed_spread: float | None 
                          "CRB-trained network", "bias", BIAS_REDUCTION_PAIR, evidence, seed_spread, "|bias|/sqrt(CRB)")
 
 
-def claim_invivo(invivo: Mapping[str, Any] | None) -> Verdict:
-    """Claim 6: in vivo maps of the CRB network agree better with the literature than the MSE network's
-    (judged by :func:`crbnn.evaluate.literature.claim_invivo` when the in vivo regions exist)."""
+def claim_invivo(regions: Mapping[str, Any] | None, seed: int = 0) -> Verdict:
+    """Claim 6: in vivo maps of the CRB network agree better with the literature than the MSE network's,
+    judged by :func:`crbnn.evaluate.literature.claim_invivo` from the in vivo ``regions.json``
+    (regions found from the coefficient image, so no compared estimator selects them)."""
+    from crbnn.evaluate.literature import CRITERION
+    from crbnn.evaluate.literature import claim_invivo as judge
+
     claim = "in vivo maps of the CRB-trained network agree better with the literature than the MSE-trained network's"
-    if not invivo:
-        return Verdict("invivo", claim, "in vivo region means against published values of the same model at 3 T",
-                       "not testable", "the in vivo slice was not mapped in this run", {})
-    try:
-        from crbnn.evaluate.literature import claim_invivo as judge
-    except ImportError:  # literature table not available in this version
-        return Verdict("invivo", claim, "in vivo region means against published values of the same model at 3 T",
-                       "not testable", "no table of published values", {})
-    out = judge(invivo)
-    return Verdict("invivo", claim, out["criterion"], out["verdict"], out["reason"], out.get("numbers", {}))
+    if not regions:
+        return Verdict("invivo", claim, CRITERION, "not testable", "the in vivo slice was not mapped in this run", {})
+    out = dict(judge(regions, seed=seed))
+    verdict, reason, criterion = out.pop("verdict"), out.pop("reason"), out.pop("criterion")
+    return Verdict("invivo", claim, criterion, verdict, reason, out)
 
 
 def judge_all(evidence: Mapping[str, Any], invivo: Mapping[str, Any] | None = None,
-              seed_spread: Mapping[str, float] | None = None) -> dict[str, Any]:
+              seed_spread: Mapping[str, float] | None = None, invivo_seed: int = 0) -> dict[str, Any]:
     """Every claim's verdict (``{name: Verdict.to_dict()}``, in the order of the paper) and ``line``,
-    one sentence that lists each claim with its verdict."""
+    one sentence that lists each claim with its verdict.  ``invivo``: the in vivo ``regions.json``
+    (``results/images/invivo/regions.json``) as a dict, ``invivo_seed`` its block bootstrap's seed."""
     spread = dict(seed_spread or {})
     verdicts = [
         claim_efficiency(evidence, seed_spread=spread.get("efficiency")),
@@ -455,7 +455,7 @@ def judge_all(evidence: Mapping[str, Any], invivo: Mapping[str, Any] | None = No
         claim_bias(evidence, seed_spread=spread.get("bias")),
         claim_variance(evidence, seed_spread=spread.get("variance")),
         claim_bias_reduction(evidence, seed_spread=spread.get("bias_reduction")),
-        claim_invivo(invivo),
+        claim_invivo(invivo, seed=invivo_seed),
     ]
     out: dict[str, Any] = {v.name: v.to_dict() for v in verdicts}
     out["line"] = "; ".join(f"{v.name.replace('_', ' ')}: {v.verdict}" for v in verdicts)

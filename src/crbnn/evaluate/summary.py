@@ -201,6 +201,7 @@ def summarize(
     dev_evaluations: Mapping[str, str | Path] | None = None,
     dev_snr_sweep: str | Path | None = None,
     seed_spread: Mapping[str, float] | None = None,
+    invivo_seed: int = 0,
 ) -> dict[str, Any]:
     """Aggregate the evaluation outputs that exist into one summary dictionary.
 
@@ -247,7 +248,9 @@ def summarize(
         out["nlls_efficiency"] = eff
     sweep_ds = read_netcdf(snr_sweep_nc) if snr_sweep_nc is not None and Path(snr_sweep_nc).exists() else None
     out["evidence"] = claims_module.collect_evidence(sweep_ds, grid_ds)
-    out["claims"] = claims_module.judge_all(out["evidence"], out.get("invivo"), seed_spread)
+    raw_regions = (json.loads(Path(invivo_regions).read_text())
+                   if invivo_regions is not None and Path(invivo_regions).exists() else None)
+    out["claims"] = claims_module.judge_all(out["evidence"], raw_regions, seed_spread, invivo_seed)
     out["headline"] = headline(out)
     return out
 
