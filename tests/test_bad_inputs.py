@@ -212,8 +212,10 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
      ["images.invivo_voxels.stride", "stride 10 leaves no voxel", "[56, 59, 126, 129]"]),
     ("phantom-stride-beyond-size", {"images": {"phantom_voxels": {"stride": 40, "box": None}}}, {},
      ["images.phantom_voxels.stride", "no voxel of the phantoms"]),
-    ("tissue-thresholds-reversed", {"images": {"tissue": {"regions": {"WM": {"T1": [1.6, 1.3]}}}}}, {},
-     ["images.tissue.regions.WM.T1", "[1.6, 1.3]", "empty"]),
+    ("tissue-report-not-a-class", {"images": {"tissue": {"report": ["WM", "deepGM"]}}}, {},
+     ["images.tissue.report", "['deepGM']", "images.tissue.classes"]),
+    ("tissue-feature-above-rank", {"images": {"tissue": {"features": [2, 14]}}}, {},
+     ["images.tissue.features", "[14]", "basis.rank = 13"]),
     # pulse trains too short for the basis
     ("train-of-one-pulse", PLAIN, {"train.csv": "# tr = 3.5 ms\nalpha_rad,trf_s\n3.141592653589793,0.0005\n"},
      ["sequence.file", "train.csv", "1 pulse(s), fewer than basis.rank = 2"]),

@@ -317,12 +317,16 @@ def _check_images(config: Mapping[str, Any]) -> None:
     for key, shape, what in (("invivo_voxels", INVIVO_SHAPE if invivo else None, "the in vivo slice"),
                              ("phantom_voxels", phantom_shape, "the phantoms")):
         _check_voxel_selection(f"images.{key}", images.get(key, {}), shape, what)
-    for name, rule in images.get("tissue", {}).get("regions", {}).items():
-        for p, pair in rule.items():
-            if not float(pair[0]) < float(pair[1]):
-                raise ConfigError(f"images.tissue.regions.{name}.{p}: [{pair[0]}, {pair[1]}] is not a range low < high; "
-                                  "the region would be empty")
     rank = config.get("basis", {}).get("rank")
+    tissue = images.get("tissue", {})
+    missing = [r for r in tissue.get("report", []) if r not in tissue.get("classes", [])]
+    if missing:
+        raise ConfigError(f"images.tissue.report: {missing} not among images.tissue.classes {tissue.get('classes')}; "
+                          "report only classes of the mixture")
+    too_high = [k for k in tissue.get("features", []) if rank is not None and int(k) > int(rank)]
+    if too_high:
+        raise ConfigError(f"images.tissue.features: coefficient(s) {too_high} above basis.rank = {rank}; the contrast "
+                          "images Re(c_k / c_1) need k <= basis.rank")
     if invivo and rank is not None and int(rank) != INVIVO_RANK:
         raise ConfigError(f"basis.rank: {rank}, but the public in vivo slice (images.images lists 'invivo') has "
                           f"R = {INVIVO_RANK} coefficients; set basis.rank: {INVIVO_RANK} or remove 'invivo' from images.images")
