@@ -909,7 +909,8 @@ def test_resumed_training_job_appends_to_its_log(tmp_path: Path) -> None:
     log = tmp_path / "train.log"
     log.write_text("first attempt, killed\n")
     args = ScriptArgs(input={"train": str(tmp_path / "train.h5"), "val": str(tmp_path / "train.h5")},
-                      output={"model": str(out / "model.pt"), "history": str(out / "history.csv")},
+                      output={"model": str(out / "model.pt"), "history": str(out / "history.csv"),
+                              "network": str(out / "network.json")},
                       params={"settings": {"epochs": 1, "batch_size": 32, "network": {"preset": "tiny"}},
                               "device": "cpu"}, log=[str(log)], wildcards={"loss": "mse"})
     script = runpy.run_path(str(REPO / "workflow" / "scripts" / "train_network.py"))["main"]

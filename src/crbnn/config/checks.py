@@ -323,7 +323,7 @@ def _check_images(config: Mapping[str, Any]) -> None:
     if missing:
         raise ConfigError(f"images.tissue.report: {missing} not among images.tissue.classes {tissue.get('classes')}; "
                           "report only classes of the mixture")
-    too_high = [k for k in tissue.get("features", []) if rank is not None and int(k) > int(rank)]
+    too_high = [k for k in tissue.get("features", []) if invivo and rank is not None and int(k) > int(rank)]
     if too_high:
         raise ConfigError(f"images.tissue.features: coefficient(s) {too_high} above basis.rank = {rank}; the contrast "
                           "images Re(c_k / c_1) need k <= basis.rank")
