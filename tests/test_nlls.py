@@ -201,3 +201,5 @@ def test_dictionary_match_distinct_starts():
                                                         {}, ("a", "w")), best[:, 0])
     with pytest.raises(ValueError, match="not fitted"):
         d.match(y, starts=2, distinct=("B1",))
+    # fewer distinct values than starts: as many starts as there are values
+    assert d.match(y, starts=20, distinct=("a",)).shape == (4, 4, 2)

@@ -59,7 +59,7 @@ class Dictionary:
 
         Without ``distinct``: the ``starts`` best atoms.  With ``distinct`` (fitted parameter names):
         the atoms are grouped by their values of these parameters, and the starts are the best atom of
-        each of the ``starts`` best-matching groups (fewer groups than ``starts``: the best ones repeat).
+        each of the ``starts`` best-matching groups.  Fewer atoms (groups) than ``starts``: that many starts.
 
         >>> d = Dictionary(np.array([[0.0], [1.0], [2.0]]), np.eye(3, dtype=complex), ("a",))
         >>> d.match(np.array([[0.1, 0.9, 0.5j]]), starts=2)[0, :, 0].tolist()
@@ -75,6 +75,7 @@ class Dictionary:
             _, group = np.unique(self.atoms[:, cols], axis=0, return_inverse=True)
             group = group.reshape(-1)
             members = [np.flatnonzero(group == gi) for gi in range(int(group.max()) + 1)]
+        k = min(k, len(members) if cols else len(self.atoms))
         out = np.empty((len(yy), k, self.atoms.shape[1]))
         for s in range(0, len(yy), MATCH_BLOCK):
             score = np.abs(yy[s:s + MATCH_BLOCK] @ self.signals.conj().T)  # [b, m]
@@ -85,8 +86,6 @@ class Dictionary:
                 idx = np.take_along_axis(best_in, order, axis=1)
             else:
                 idx = np.argsort(-score, axis=1)[:, :k]
-            if idx.shape[1] < k:  # fewer groups / atoms than starts: repeat the best
-                idx = np.concatenate([idx, np.repeat(idx[:, :1], k - idx.shape[1], axis=1)], axis=1)
             out[s:s + MATCH_BLOCK] = self.atoms[idx]
         return out
 
@@ -116,16 +115,28 @@ def geometric(start: float, stop: float, num: int) -> list[float]:
     return np.geomspace(start, stop, num).tolist() if num > 1 else [math.sqrt(start * stop)]
 
 
-def dictionary_axes(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Dictionary axes from config (``{name: {start, stop, num, spacing}}``) as value lists.
+def dictionary_axes(spec: Mapping[str, Mapping[str, Any]], tr: float | None = None) -> dict[str, list[float]]:
+    """Dictionary axes from config (``{name: {start, stop, num, spacing, units}}``) as value lists (SI).
+
+    ``units: pi/TR`` (omega0) gives start and stop in units of pi/TR, ``tr`` in s.
 
     >>> dictionary_axes({"T1": {"start": 0.5, "stop": 2.0, "num": 3, "spacing": "log"}})
     {'T1': [0.5, 1.0, 2.0]}
+    >>> [round(v, 1) for v in dictionary_axes({"omega0": {"start": -0.5, "stop": 0.5, "num": 3, "units": "pi/TR"}}, 3.5e-3)["omega0"]]
+    [-448.8, 0.0, 448.8]
     """
     out = {}
     for name, s in spec.items():
+        scale = 1.0
+        if s.get("units") == "pi/TR":
+            if tr is None:
+                raise ValueError(f"nlls.dictionary.{name}: units pi/TR need the pulse train's TR")
+            scale = math.pi / float(tr)
+        elif s.get("units") is not None:
+            raise ValueError(f"nlls.dictionary.{name}: unknown units {s['units']!r}; expected pi/TR or none (SI)")
+        start, stop = scale * float(s["start"]), scale * float(s["stop"])
         if s.get("spacing", "linear") == "log":
-            out[name] = geometric(float(s["start"]), float(s["stop"]), int(s["num"]))
+            out[name] = geometric(start, stop, int(s["num"]))
         else:
-            out[name] = np.linspace(float(s["start"]), float(s["stop"]), int(s["num"])).tolist()
+            out[name] = np.linspace(start, stop, int(s["num"])).tolist()
     return out

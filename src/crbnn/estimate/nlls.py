@@ -251,7 +251,7 @@ def settings_dictionary(
 ) -> Dictionary | None:
     """The start dictionary of the config section ``nlls`` (None when ``dictionary`` is empty): one
     model evaluation of every atom, to be reused by every fit with these settings."""
-    axes = dictionary_axes(settings.get("dictionary", {}))
+    axes = dictionary_axes(settings.get("dictionary", {}), float(sequence.tr))
     if not axes:
         return None
     fit = tuple(settings["fit"])
