@@ -27,7 +27,7 @@ def test_tiny_mode_reports_and_explains(tmp_path, data_dir):
     assert all(np.isfinite(v["mean"]) and v["mean"] > 0 and v["median"] > 0 for v in snr["loss"].values())
     assert len(snr["worst"]) == 2 and snr["time_per_fit_s"] > 0
     for row in snr["worst"]:
-        assert row["kind"] == ("local minimum" if row["cost_truth_basin"] < row["cost_fit"] * (1 - 1e-9) else "identifiability")
+        assert row["kind"] == ("local minimum" if row["cost_truth_basin"] < row["cost_fit"] * (1 - 1e-3) else "identifiability")
         assert row["off_most"] in row["z"] and -1.0 <= row["omega0_truth_pi_tr"] <= 1.0
     assert (tmp_path / "config_worst_snr50.png").stat().st_size > 1000
     assert json.loads((tmp_path / "config.json").read_text())["samples"] == 4
