@@ -203,3 +203,15 @@ def test_dictionary_match_distinct_starts():
         d.match(y, starts=2, distinct=("B1",))
     # fewer distinct values than starts: as many starts as there are values
     assert d.match(y, starts=20, distinct=("a",)).shape == (4, 4, 2)
+
+
+def test_dictionary_axes_units():
+    tr = 3.5e-3
+    ax = nlls.dictionary_axes({"omega0": {"start": -0.9, "stop": 0.9, "num": 9, "units": "pi/TR"},
+                               "B1": {"start": 0.7, "stop": 1.2, "num": 3}}, tr)
+    np.testing.assert_allclose(ax["omega0"][-1], 0.9 * np.pi / tr)
+    assert ax["B1"] == [0.7, 0.95, 1.2]
+    with pytest.raises(ValueError, match="need the pulse train's TR"):
+        nlls.dictionary_axes({"omega0": {"start": -0.9, "stop": 0.9, "num": 9, "units": "pi/TR"}})
+    with pytest.raises(ValueError, match="omega0 only"):
+        nlls.dictionary_axes({"T1": {"start": 0.5, "stop": 2.0, "num": 3, "units": "pi/TR"}}, tr)

@@ -129,6 +129,8 @@ def dictionary_axes(spec: Mapping[str, Mapping[str, Any]], tr: float | None = No
     for name, s in spec.items():
         scale = 1.0
         if s.get("units") == "pi/TR":
+            if name != "omega0":
+                raise ValueError(f"nlls.dictionary.{name}: units pi/TR are for omega0 only")
             if tr is None:
                 raise ValueError(f"nlls.dictionary.{name}: units pi/TR need the pulse train's TR")
             scale = math.pi / float(tr)
