@@ -76,7 +76,7 @@ def main() -> None:
                   xtol=ncfg["xtol"], batch_size=ncfg["batch_size"], r2sl=r2sl, workers=args.workers, threads=1)
     starts = {}
     if "dictionary" in args.starts:
-        starts["dictionary"] = dict(dictionary=dictionary_axes(ncfg["dictionary"]))
+        starts["dictionary"] = dict(dictionary=dictionary_axes(ncfg["dictionary"], seq.tr))
     net_path = run / "results" / "train_network" / "crb" / "model.pt"
     if "network" in args.starts and net_path.exists():
         model = load_model(net_path, expect_basis_sha256=basis.sha256)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from crbnn.estimate import nlls
+from crbnn.estimate import nlls, varpro
 
 torch.set_num_threads(1)
 
@@ -40,16 +40,16 @@ def test_projected_jacobian_matches_finite_differences():
     th = torch.as_tensor(_truth(4, 1))
     y = torch.as_tensor(rng.standard_normal((4, 9)) + 1j * rng.standard_normal((4, 9)))
     g, dg = toy(th)
-    _, _, jac = nlls._projected(y, g, dg)
+    _, _, jac = varpro._projected(y, g, dg)
     h = 1e-6
     for p in range(3):
         e = torch.zeros(3, dtype=torch.float64)
         e[p] = h
         gp, _ = toy(th + e, False)
         gm, _ = toy(th - e, False)
-        _, ap, _ = nlls._projected(y, gp, None)
-        _, am, _ = nlls._projected(y, gm, None)
-        fd = (nlls._residual_real(y, gp, ap) - nlls._residual_real(y, gm, am)) / (2 * h)
+        _, ap, _ = varpro._projected(y, gp, None)
+        _, am, _ = varpro._projected(y, gm, None)
+        fd = (varpro._residual_real(y, gp, ap) - varpro._residual_real(y, gm, am)) / (2 * h)
         np.testing.assert_allclose(jac[:, :, p].numpy(), fd.numpy(), rtol=1e-6, atol=1e-8)
 
 
@@ -135,3 +135,83 @@ def test_noise_free_recovery_physics(tmp_path, data_dir):
     # the same fits in two worker processes (one voxel each) give the same answers
     par = nlls.fit_nlls(y, seq, u, bounds=bounds, nominal=nominal, start=start, threads=1, workers=2)
     np.testing.assert_allclose(par.theta, res.theta, rtol=1e-9)
+
+
+# ------------------------------------------------------------------------------- multi-start
+
+TW = torch.linspace(0.0, 10.0, 41, dtype=torch.float64)
+LO_W, HI_W = np.array([0.01, -3.0]), np.array([0.1, 3.0])
+
+
+def chirp(theta: torch.Tensor, jacobian: bool = True):
+    """g = exp(-a t + i w t) on t in [0, 10], theta = (a, w): the cost in w has side lobes (local minima)."""
+    a, w = theta[:, 0:1], theta[:, 1:2]
+    g = torch.exp(-a * TW + 1j * w * TW)
+    if not jacobian:
+        return g, None
+    return g, torch.stack([-TW * g, 1j * TW * g], dim=-1)
+
+
+def _chirp_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = np.column_stack([rng.uniform(0.03, 0.07, n), rng.uniform(1.8, 2.6, n)])
+    g, _ = chirp(torch.as_tensor(truth), False)
+    m0 = rng.uniform(0.5, 2.0, n) * np.exp(1j * rng.uniform(0, 2 * np.pi, n))
+    y = m0[:, None] * g.numpy() + 1e-3 * (rng.standard_normal((n, 41)) + 1j * rng.standard_normal((n, 41)))
+    return truth, y
+
+
+def test_multistart_escapes_the_wrong_basin():
+    """A start at w = 0 stops in a side lobe of the cost (cost(truth) < cost(fit)); a second start in the
+    right basin finds the truth, and the multi-start fit keeps it."""
+    truth, y = _chirp_data(16, 5)
+    wrong = np.tile([[0.05, 0.0]], (16, 1))
+    single = nlls.fit_varpro(chirp, y, wrong, LO_W, HI_W)
+    g_truth, _ = chirp(torch.as_tensor(truth), False)
+    cost_truth = nlls.projected_cost(torch.as_tensor(y), g_truth).numpy()
+    assert np.all(np.abs(single.theta[:, 1] - truth[:, 1]) > 0.3)  # every single start is lost...
+    assert np.all(cost_truth < single.cost)  # ... in a local minimum
+    starts = np.stack([wrong, np.tile([[0.05, 2.2]], (16, 1))], axis=1)  # [n, 2, P]
+    multi = nlls.fit_multistart(chirp, y, starts, LO_W, HI_W)
+    np.testing.assert_allclose(multi.theta, truth, atol=5e-3)
+    assert np.all(multi.cost <= single.cost) and np.all(multi.iterations > single.iterations)
+    # restart_above: only the voxels whose cost is above 3 x the median get the other starts
+    mixed = np.concatenate([starts[:4], starts[4:, ::-1]])  # the first 4 start in the wrong basin
+    first = nlls.fit_varpro(chirp, y, mixed[:, 0], LO_W, HI_W)
+    assert first.cost[:4].min() > 3 * np.median(first.cost) > 3 * first.cost[4:].max() / 2
+    sel = nlls.fit_multistart(chirp, y, mixed, LO_W, HI_W, restart_above=3.0)
+    np.testing.assert_allclose(sel.theta, truth, atol=5e-3)
+    np.testing.assert_array_equal(sel.iterations[4:], first.iterations[4:])  # the good ones: no restart
+    assert np.all(sel.iterations[:4] > first.iterations[:4])
+
+
+def test_dictionary_match_distinct_starts():
+    """The k best atoms are neighbours of one basin; with ``distinct`` the starts differ in w."""
+    truth, y = _chirp_data(4, 6)
+    d = nlls.Dictionary.build(chirp, {"a": [0.02, 0.04, 0.06, 0.08], "w": np.linspace(-2.5, 2.5, 11)}, {}, ("a", "w"))
+    assert d.atoms.shape == (44, 2) and np.allclose(np.linalg.norm(d.signals, axis=1), 1.0)
+    best = d.match(y, starts=3)
+    spread = d.match(y, starts=3, distinct=("w",))
+    assert best.shape == spread.shape == (4, 3, 2)
+    np.testing.assert_array_equal(best[:, 0], spread[:, 0])  # the same best atom
+    assert np.all(np.abs(spread[:, 0, 1] - truth[:, 1]) <= 0.25)
+    assert all(len(set(s[:, 1])) == 3 for s in spread)  # three different w
+    assert any(len(set(b[:, 1])) < 3 for b in best)  # plain k best repeat a w
+    np.testing.assert_array_equal(nlls.dictionary_start(chirp, y, {"a": [0.02, 0.04, 0.06, 0.08], "w": np.linspace(-2.5, 2.5, 11)},
+                                                        {}, ("a", "w")), best[:, 0])
+    with pytest.raises(ValueError, match="not fitted"):
+        d.match(y, starts=2, distinct=("B1",))
+    # fewer distinct values than starts: as many starts as there are values
+    assert d.match(y, starts=20, distinct=("a",)).shape == (4, 4, 2)
+
+
+def test_dictionary_axes_units():
+    tr = 3.5e-3
+    ax = nlls.dictionary_axes({"omega0": {"start": -0.9, "stop": 0.9, "num": 9, "units": "pi/TR"},
+                               "B1": {"start": 0.7, "stop": 1.2, "num": 3}}, tr)
+    np.testing.assert_allclose(ax["omega0"][-1], 0.9 * np.pi / tr)
+    assert ax["B1"] == [0.7, 0.95, 1.2]
+    with pytest.raises(ValueError, match="need the pulse train's TR"):
+        nlls.dictionary_axes({"omega0": {"start": -0.9, "stop": 0.9, "num": 9, "units": "pi/TR"}})
+    with pytest.raises(ValueError, match="omega0 only"):
+        nlls.dictionary_axes({"T1": {"start": 0.5, "stop": 2.0, "num": 3, "units": "pi/TR"}}, tr)
