@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from crbnn.physics.expm import expm_frechet
+from crbnn.physics.expm import expm_frechet_torch
 from crbnn.physics.expm_cpu import expm_frechet_cpu
 
 
@@ -54,11 +54,11 @@ def main() -> None:
     nmax = torch.get_num_threads()
     for nt in sorted({1, nmax}):
         torch.set_num_threads(nt)
-        tt = best(lambda: expm_frechet(a, e), args.repeat) / args.batch * 1e6
+        tt = best(lambda: expm_frechet_torch(a, e), args.repeat) / args.batch * 1e6
         tn = best(lambda: expm_frechet_cpu(a, e), args.repeat) / args.batch * 1e6
         print(f"threads={nt}  B={args.batch} K={args.directions}  torch {tt:8.2f} us/matrix  numba {tn:7.3f} us/matrix  speedup {tt / tn:6.1f}x")
     torch.set_num_threads(nmax)
-    r0, l0 = expm_frechet(a, e)
+    r0, l0 = expm_frechet_torch(a, e)
     r1, l1 = expm_frechet_cpu(a, e)
     er = float(((r1 - r0).flatten(1).abs().amax(1) / r0.flatten(1).abs().amax(1)).max())
     lt0, lt1 = l0.transpose(1, 2).reshape(-1, 36), l1.transpose(1, 2).reshape(-1, 36)

@@ -4,7 +4,7 @@ Implements docs/physics.md sections 2, 4 and 5 in PyTorch, float64, batched over
 CPU or CUDA with the same code, with exact Jacobians (forward sensitivities):
 
 * per-pulse propagators ``expm(H T)`` and their Frechet derivatives in all requested directions
-  at once (:func:`crbnn.physics.expm.expm_frechet`; on GPUs and in the pure-torch path); on the CPU with
+  at once (:func:`crbnn.physics.expm.expm_frechet_torch`; on GPUs and in the pure-torch path); on the CPU with
   numba the pulse derivatives are computed only as the vectors the sensitivities need,
   ``L(H T, dH/dtheta T) v`` with v the state entering the pulse (:mod:`crbnn.physics.pulse_cpu`, same
   numbers to rounding); free precession depends only on TRF, so it is computed once per distinct
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from crbnn.common.parameters import GENERAL_PARAMETERS, PAPER_PARAMETERS, TISSUE_PARAMETERS
-from crbnn.physics.expm import expm_frechet as _expm_frechet_torch
+from crbnn.physics.expm import expm_frechet_torch
 from crbnn.physics.expm_cpu import expm_cached_cpu, expm_frechet_cpu
 from crbnn.physics.pulse_cpu import ELEMENTARY_CPU, pulse_directional_cpu
 from crbnn.physics.r2sl import R2slTable, default_table
@@ -57,7 +57,7 @@ def expm_frechet(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.
     """exp(a) and Frechet derivatives: the numba kernel on the CPU, the torch code on a GPU."""
     if a.device.type == "cpu":
         return expm_frechet_cpu(a, e)
-    return _expm_frechet_torch(a, e)
+    return expm_frechet_torch(a, e)
 
 
 def _action_path(x: torch.Tensor) -> bool:
