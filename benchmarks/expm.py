@@ -5,6 +5,7 @@ B matrices, K directions.  Prints microseconds per matrix (best of --repeat wall
 1 thread and all threads, the speedup and the largest relative difference.
 
     python benchmarks/expm.py [--batch 32768] [--directions 8] [--repeat 3]
+    python benchmarks/expm.py --tiny     # seconds: checks that the benchmark runs (tests)
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32768)
     ap.add_argument("--directions", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tiny", action="store_true", help="64 matrices, 2 directions, 1 repeat: checks that the script runs")
     args = ap.parse_args()
+    if args.tiny:
+        args.batch, args.directions, args.repeat = 64, 2, 1
     a, e = generators(args.batch, args.directions)
     t = time.perf_counter()
     expm_frechet_cpu(a[:8], e[:8])
