@@ -89,3 +89,16 @@ def test_units_are_written_in_one_table() -> None:
     literal = re.compile(r"""["']omega0["']\s*:\s*["']rad/s["']""")
     hits = [str(p.relative_to(SRC)) for p in modules() if literal.search(p.read_text())]
     assert hits == ["common/parameters.py"]
+
+
+#: A parameter name mapped to a unit, alone or after a scale (``"T2s": "us"``, ``"T2s": (1e6, "us")``).
+UNIT_ENTRY = re.compile(r"""["'](m0s|T1|T2f|Rex|T2s|omega0|B1|R1f|R1s|R2f)["']\s*:\s*\(?\s*(?:[-+.\deE]+\s*,\s*)?"""
+                        r"""["'](s|ms|us|µs|1/s|rad/s)["']""")
+
+
+def test_no_second_unit_table() -> None:
+    """Units and display units of any parameter (SI or shown, with or without a scale) live in
+    common/parameters.py only; a second table elsewhere (e.g. T2s in "us" beside "µs") fails."""
+    hits = sorted({str(p.relative_to(SRC)) for p in modules() if UNIT_ENTRY.search(p.read_text())})
+    assert hits == ["common/parameters.py"]
+    assert UNIT_ENTRY.search('units = {"Rex": (1.0, "1/s"), "T2s": (1e6, "us")}')  # the copy this test was written for
