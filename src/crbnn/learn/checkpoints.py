@@ -66,12 +66,3 @@ def load_checkpoint(path: Path | None, run_fingerprint: str) -> dict[str, Any] |
         log.warning("checkpoint %s is for other settings or data; starting afresh", path)
         return None
     return ckpt
-
-
-def remove_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> None:
-    """Delete the checkpoint after the final model is safely written (a later rerun starts afresh)."""
-    (Path(checkpoint_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)
-    try:
-        Path(checkpoint_dir).rmdir()  # only when empty
-    except OSError:
-        pass

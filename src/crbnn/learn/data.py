@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from crbnn.common.io import decode_attr
 from crbnn.common.parameters import UNITS
 from crbnn.common.seeds import derive_seed
 from crbnn.learn.settings import NORMALIZATIONS, TrainSettings
@@ -74,16 +75,6 @@ class TrainingData:
         return h.hexdigest()
 
 
-def _decode(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray):
-        return [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
 def _check_finite(name: str, arr: NDArray[Any], where: str) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -112,10 +103,8 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     crb_names = list(attrs.get("crb_names") or [])
     punits: list[str] = []
     with h5py.File(path, "r") as f:
-        punits = list(_decode(f["parameters"].attrs.get("units", [])))
-    estimated = list(attrs.get("estimated", crb_names))
-    if isinstance(estimated, str):
-        estimated = json.loads(estimated) if estimated.startswith("[") else [estimated]
+        punits = list(decode_attr(f["parameters"].attrs.get("units", [])))
+    estimated = list(attrs.get("estimated", crb_names))  # string lists: write_dataset stores string arrays
     if not pnames:
         from crbnn.common.parameters import TISSUE_PARAMETERS
 
@@ -130,10 +119,7 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     if not np.iscomplexobj(coefficients):
         raise ValueError(f"{path}: coefficients must be complex, got {coefficients.dtype}")
     targets = params[:, cols]
-    nuisance = attrs.get("nuisance", [])
-    if isinstance(nuisance, str):
-        nuisance = json.loads(nuisance) if nuisance.startswith("[") else [nuisance]
-    nuisance = list(nuisance)
+    nuisance = list(attrs.get("nuisance", []))
     known: dict[str, float] = {}
     if nuisance:  # known parameters: neither estimated nor nuisance, one value in the whole set
         from crbnn.config.regime import known_parameters

@@ -48,47 +48,6 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(
-    model: EstimatorNet,
-    coefficients: torch.Tensor,
-    settings: TrainSettings,
-    generator: torch.Generator,
-    batches: int = 20,
-) -> None:
-    """Re-estimate BatchNorm's running statistics with the weights frozen.
-
-    During training BatchNorm keeps exponential moving averages (momentum 0.1) of the batch
-    statistics, i.e. of roughly the last ten batches, each computed with different weights.  Late in
-    an epoch at a high learning rate these lag the weights, and the eval-mode network they define
-    differs from epoch to epoch far more than the weights do: the validation loss jumps
-    (benchmarks/validation_stability.py).  This replaces them by exact averages (``momentum=None``)
-    over ``batches`` fresh noisy training batches of ``settings.batch_size`` signals, drawn with
-    ``generator`` (the training noise stream is untouched).  No weight changes; a network without
-    BatchNorm is left as it is.
-    """
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns or batches <= 0:
-        return
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative (exact) average
-    was_training = model.training
-    model.train()
-    n, bs = int(coefficients.shape[0]), max(2, int(settings.batch_size))
-    order = torch.randperm(n, generator=generator)
-    for k in range(batches):
-        idx = order[(k * bs) % n : (k * bs) % n + bs]
-        if len(idx) < 2:
-            continue
-        y, _ = draw_noisy(coefficients[idx.to(coefficients.device)], generator, settings.sigma, settings.m0_range)
-        model(normalize_inputs(y, settings.normalization))
-    for m, mom in zip(bns, momenta):
-        m.momentum = mom
-    model.train(was_training)
-
-
-@torch.no_grad()
 def validation_metrics(
     model: EstimatorNet, val: ValidationSet, names: Sequence[str], batch_size: int = 65536, loss: str = "crb"
 ) -> dict[str, float]:
