@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from crbnn.physics import hamiltonian
 from crbnn.physics import signal as physics
 from crbnn.physics.expm import expm_frechet_torch
 from crbnn.physics.expm_cpu import BLOCK, expm_cached_cpu
@@ -36,11 +37,11 @@ def physics_like(s_count: int, n: int, k: int, trf_scale: float, seed: int):
         m0s, r1f, r1s, rex = pars[s]
         p = {key: torch.tensor(v) for key, v in dict(m0s=m0s, R1f=r1f, R1s=r1s, Rex=rex, R2f=r2f[s], omega0=om[s], B1=b1[s]).items()}
         for t in range(n):
-            for (i, j), v in physics._hamiltonian_entries(p, w1[t], torch.tensor(r2[s, t])).items():
+            for (i, j), v in hamiltonian._hamiltonian_entries(p, w1[t], torch.tensor(r2[s, t])).items():
                 a[s, t, i, j] = float(v) * trf[t]
             for d in range(k):
                 for c, name in enumerate(ELEMENTARY_CPU):
-                    for i, j, v in physics._elementary_entries(name, p, w1[t]):
+                    for i, j, v in hamiltonian._elementary_entries(name, p, w1[t]):
                         e[s, t, i, d, j] += coef[s, d, c] * float(v) * trf[t]
                 e[s, t, XS, d, XS] -= cr2[s, t, d] * trf[t]
             if t == 0:
