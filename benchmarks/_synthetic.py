@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from crbnn.learn.data import TrainingData
+from crbnn.learn.training_data import TrainingData
 
 
 def synthetic(n: int, rank: int = 13, seed: int = 0) -> TrainingData:

@@ -23,7 +23,7 @@ from _synthetic import synthetic  # benchmarks/_synthetic.py (the script's folde
 
 from crbnn.learn.loop import train_network
 from crbnn.learn.nets import build_network, count_weights
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 
 def measure(preset: str, loss: str, device: str, n: int, batch_size: int, k: int) -> dict[str, object]:

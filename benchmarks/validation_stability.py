@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from crbnn.common.seeds import derive_seed
-from crbnn.learn.data import TrainingData, draw_noisy, make_validation_set, normalize_inputs, read_training_data
+from crbnn.learn.training_data import TrainingData, draw_noisy, make_validation_set, normalize_inputs, read_training_data
 from crbnn.learn.loop import averaged_model, init_model
 from crbnn.learn.losses import compute_loss, crb_normalized_errors
 from crbnn.learn.nets import EstimatorNet
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 
 @torch.no_grad()

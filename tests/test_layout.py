@@ -102,3 +102,19 @@ def test_no_second_unit_table() -> None:
     hits = sorted({str(p.relative_to(SRC)) for p in modules() if UNIT_ENTRY.search(p.read_text())})
     assert hits == ["common/parameters.py"]
     assert UNIT_ENTRY.search('units = {"Rex": (1.0, "1/s"), "T2s": (1e6, "us")}')  # the copy this test was written for
+
+
+def test_module_names_do_not_mislead() -> None:
+    """A module's name says what it holds: no module shares its name with a subpackage (``learn/data.py``
+    beside ``crbnn.data``), with a module of another subpackage (``learn/settings.py`` beside
+    ``config/settings.py``) or differs from one only by a plural s (``data/grids.py`` / ``evaluate/grid.py``)."""
+    stems: dict[str, str] = {}
+    for path in modules():
+        if path.name == "__init__.py" or path.parent == SRC:
+            continue
+        rel = str(path.relative_to(SRC))
+        assert path.stem not in SUBPACKAGES, f"{rel}: named like the subpackage crbnn.{path.stem}"
+        assert path.stem not in stems, f"{rel} and {stems.get(path.stem)}: one module name in two subpackages"
+        stems[path.stem] = rel
+    for stem, rel in stems.items():
+        assert stem + "s" not in stems, f"{rel} and {stems.get(stem + 's')}: names that differ by a plural s"

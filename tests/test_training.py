@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from crbnn.evaluate.test_set import evaluate_model
-from crbnn.learn.data import make_validation_set, read_training_data
+from crbnn.learn.training_data import make_validation_set, read_training_data
 from crbnn.learn.loop import TrainingError, init_model, train_network, validation_metrics
 from crbnn.learn.model_file import load_model, predict, save_model
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 torch.set_num_threads(1)
 
@@ -153,7 +153,7 @@ def test_bias_reduced_train_loss_equals_the_hand_computed_loss(toy: dict[str, Pa
     batch's noisy inputs, recomputed here in NumPy from its definition (Mao et al.):
     mean over signals and parameters of (mean_k est - true)^2 / CRB + lam max(var_k est / CRB - delta, 0)."""
     from crbnn.common.seeds import derive_seed
-    from crbnn.learn.data import draw_noisy, normalize_inputs
+    from crbnn.learn.training_data import draw_noisy, normalize_inputs
 
     train, val = read_training_data(toy["train"]).subset(48), read_training_data(toy["val"])
     k, lam, delta = 3, 0.7, 0.5
@@ -195,7 +195,7 @@ def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path
     import runpy
 
     from crbnn.common.logs import ScriptArgs
-    from crbnn.learn.settings import settings_for_loss
+    from crbnn.learn.train_settings import settings_for_loss
 
     scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
     cfg = {"seed": 1, "normalization": "l2", "checkpoint_every": 1, "network": {"preset": "tiny"},

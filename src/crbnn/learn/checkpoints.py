@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from crbnn.common.io import write_torch
-from crbnn.learn.data import TrainingData
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.training_data import TrainingData
+from crbnn.learn.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 :func:`train_network` runs the phases in order: set up the network (:func:`init_model`, or a given
 one to fine-tune) and the :class:`TrainingState`, resume from a matching checkpoint
 (:mod:`crbnn.learn.checkpoints`), then per epoch :func:`train_epoch` (fresh noise for every batch,
-:func:`crbnn.learn.data.draw_noisy`), :func:`validate_epoch` (averaged weights on the fixed validation
+:func:`crbnn.learn.training_data.draw_noisy`), :func:`validate_epoch` (averaged weights on the fixed validation
 set), a history row and, when due, a checkpoint; :func:`finish` returns the best validated averaged
 weights with the meta that inference needs (:mod:`crbnn.learn.model_file`).
 
@@ -31,7 +31,7 @@ import torch
 from crbnn.common.interrupt import Interrupted
 from crbnn.common.seeds import derive_seed
 from crbnn.learn.checkpoints import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint, to_cpu
-from crbnn.learn.data import (
+from crbnn.learn.training_data import (
     TrainingData,
     ValidationSet,
     draw_noisy,
@@ -42,7 +42,7 @@ from crbnn.learn.data import (
 from crbnn.learn.losses import LOSSES, compute_loss, crb_normalized_errors
 from crbnn.learn.model_file import build_meta
 from crbnn.learn.nets import EstimatorNet, build_network, count_weights
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
 

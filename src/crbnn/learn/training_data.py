@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from crbnn.common.io import decode_attr
 from crbnn.common.parameters import UNITS
 from crbnn.common.seeds import derive_seed
-from crbnn.learn.settings import NORMALIZATIONS, TrainSettings
+from crbnn.learn.train_settings import NORMALIZATIONS, TrainSettings
 from crbnn.physics.noise import add_noise, draw_m0
 
 log = logging.getLogger(__name__)
