@@ -118,3 +118,17 @@ def test_module_names_do_not_mislead() -> None:
         stems[path.stem] = rel
     for stem, rel in stems.items():
         assert stem + "s" not in stems, f"{rel} and {stems.get(stem + 's')}: names that differ by a plural s"
+
+
+def test_hashes_and_seeds_have_one_home() -> None:
+    """Content hashes go through crbnn.common.io.sha256_arrays, seeds through crbnn.common.seeds."""
+    for pattern, homes in ((r"hashlib\.sha256\(", {"common/io.py", "common/seeds.py"}),):
+        hits = {str(p.relative_to(SRC)) for p in modules() if re.search(pattern, p.read_text())}
+        assert hits <= homes, f"{pattern} outside {sorted(homes)}: {sorted(hits - homes)}"
+
+
+@pytest.mark.xfail(strict=True, reason="evaluate/snr_sweep.py still defines snr_seed (to be replaced by "
+                   "crbnn.common.seeds.stream_seed, the same SeedSequence formula); drop this mark then")
+def test_seed_splitting_has_one_home() -> None:
+    hits = {str(p.relative_to(SRC)) for p in modules() if "SeedSequence(" in p.read_text()}
+    assert hits == {"common/seeds.py"}, sorted(hits)

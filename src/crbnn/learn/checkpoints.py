@@ -9,7 +9,6 @@ Checkpoints are loaded with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from crbnn.common.io import write_torch
+from crbnn.common.io import sha256_arrays, write_torch
 from crbnn.learn.training_data import TrainingData
 from crbnn.learn.train_settings import TrainSettings
 
@@ -34,11 +33,8 @@ def checkpoint_path(checkpoint_dir: str | os.PathLike[str] | None) -> Path | Non
 
 def fingerprint(settings: TrainSettings, loss: str, train: TrainingData, val: TrainingData, init: str) -> str:
     """sha256 of what decides the run: settings, loss, both data sets and the initial weights' hash."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"settings": settings.to_dict(), "loss": loss, "init": init}, sort_keys=True).encode())
-    h.update(train.fingerprint().encode())
-    h.update(val.fingerprint().encode())
-    return h.hexdigest()
+    head = json.dumps({"settings": settings.to_dict(), "loss": loss, "init": init}, sort_keys=True).encode()
+    return sha256_arrays(head, train.fingerprint().encode(), val.fingerprint().encode())
 
 
 def to_cpu(obj: Any) -> Any:

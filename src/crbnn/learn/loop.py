@@ -16,7 +16,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from crbnn.common.interrupt import Interrupted
+from crbnn.common.io import sha256_arrays
 from crbnn.common.seeds import derive_seed
 from crbnn.learn.checkpoints import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint, to_cpu
 from crbnn.learn.training_data import (
@@ -139,8 +139,7 @@ def init_model(settings: TrainSettings, data: TrainingData) -> EstimatorNet:
 
 def _weights_hash(model: torch.nn.Module) -> str:
     """sha256 of a network's weights (part of the run's fingerprint when training starts from one)."""
-    parts = (v.detach().cpu().contiguous().numpy().tobytes() for v in model.state_dict().values())
-    return hashlib.sha256(b"".join(parts)).hexdigest()
+    return sha256_arrays(*(v.detach().cpu().numpy() for v in model.state_dict().values()))
 
 
 @dataclass

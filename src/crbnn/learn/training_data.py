@@ -11,7 +11,6 @@ normalized (:func:`normalize_inputs`) and split into 2R reals ``[Re..., Im...]``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from crbnn.common.io import decode_attr
+from crbnn.common.io import decode_attr, sha256_arrays
 from crbnn.common.parameters import UNITS
 from crbnn.common.seeds import derive_seed
 from crbnn.learn.train_settings import NORMALIZATIONS, TrainSettings
@@ -68,11 +67,8 @@ class TrainingData:
 
     def fingerprint(self) -> str:
         """sha256 of the arrays and hashes (identifies the data in checkpoints)."""
-        h = hashlib.sha256()
-        for t in (self.coefficients, self.targets, self.crb):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(json.dumps([self.estimated, self.sequence_sha256, self.basis_sha256]).encode())
-        return h.hexdigest()
+        arrays = (t.detach().cpu().numpy() for t in (self.coefficients, self.targets, self.crb))
+        return sha256_arrays(*arrays, json.dumps([self.estimated, self.sequence_sha256, self.basis_sha256]).encode())
 
 
 def _check_finite(name: str, arr: NDArray[Any], where: str) -> None:
