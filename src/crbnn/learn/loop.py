@@ -80,10 +80,9 @@ def clip_adaptive(model: torch.nn.Module, recent_norms: list[float], factor: flo
     (before clipping) to ``recent_norms``, which the caller keeps (and checkpoints).  Returns the norm.
 
     Why: the CRB-normalized loss weights each signal by 1/CRB, which spans four orders of magnitude, so
-    a batch that holds a badly estimated low-CRB signal has a gradient 10-100 times the median.  Adam
-    then moves every weight by up to ~30 learning rates at once and the network jumps (the validation
-    loss went from 1.1 to 4.7 in one epoch at lr 4e-5 before this clip).  A threshold relative to the
-    recent median follows the gradient's scale through training.
+    a batch that holds a badly estimated low-CRB signal has a gradient far above the median.  Adam
+    then moves every weight by many learning rates at once and the network jumps.  A threshold
+    relative to the recent median follows the gradient's scale through training.
     """
     params = [p for p in model.parameters() if p.grad is not None]
     norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
@@ -109,11 +108,11 @@ def _ema_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Te
 def averaged_model(model: EstimatorNet, decay: float) -> torch.optim.swa_utils.AveragedModel:
     """Exponential moving average of the weights and BatchNorm statistics of ``model``.
 
-    Why: the validation loss of the last iterate jumps from epoch to epoch (by up to 10x in earlier
-    runs) because the CRB-normalized loss weights signals whose CRB spans four orders of magnitude,
-    so Adam's iterate wanders at the learning rates that train fastest.  Re-estimating BatchNorm's
-    statistics does not remove the jumps; averaging the iterates does (median jump 6x smaller,
-    benchmarks/validation_stability.py).  The averaged network is the one validated and saved.
+    Why: the validation loss of the last iterate can jump from epoch to epoch because the
+    CRB-normalized loss weights signals whose CRB spans four orders of magnitude, so Adam's iterate
+    wanders at the learning rates that train fastest; the average moves slowly
+    (benchmarks/validation_stability.py measures the jumps of both).  The averaged network is the
+    one validated and saved.
     """
     return torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(decay), use_buffers=True)
 
