@@ -264,3 +264,22 @@ def test_adaptive_clip_caps_outlier_gradients() -> None:
     for _ in range(CLIP_WINDOW):
         clip_adaptive(lin, norms, 3.0)
     assert len(norms) == CLIP_WINDOW
+
+
+def test_training_defaults_have_one_home() -> None:
+    """TrainSettings has no defaults of its own: a partial dict is completed from
+    workflow/schemas/train.schema.yaml, exactly as the workflow's schema validation completes the config."""
+    import dataclasses
+
+    from snakemake.utils import validate
+
+    from crbnn.learn.train_settings import TRAIN_SCHEMA, settings_for_loss
+
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               for f in dataclasses.fields(TrainSettings))
+    section: dict = {}
+    validate(section, str(TRAIN_SCHEMA), set_default=True)  # what validate_config does to an empty train section
+    validated = settings_for_loss(section, "crb")
+    validated.update({k: section["bias_reduced"][k] for k in ("realizations", "lam", "delta")})
+    assert TrainSettings.from_dict({}) == TrainSettings.from_dict(validated)
+    assert TrainSettings.from_dict({}).epochs == section["optimizer"]["epochs"]
