@@ -128,7 +128,8 @@ def settings_for_loss(train_config: Mapping[str, Any], loss: str) -> dict[str, A
     if "sigma" in noise:
         out["sigma"] = noise["sigma"]
     if "m0_min" in noise or "m0_max" in noise:
-        out["m0_range"] = [noise.get("m0_min", 0.1), noise.get("m0_max", 1.0)]
+        dflt = _train_section_defaults()["noise"]
+        out["m0_range"] = [noise.get("m0_min", dflt["m0_min"]), noise.get("m0_max", dflt["m0_max"])]
     for key in ("epochs", "batch_size", "lr", "lr_step_epochs", "lr_gamma", "grad_clip", "grad_clip_factor", "weight_decay",
                 "ema_decay"):
         if key in c.get("optimizer", {}):
