@@ -5,6 +5,7 @@ B matrices, K directions.  Prints microseconds per matrix (best of --repeat wall
 1 thread and all threads, the speedup and the largest relative difference.
 
     python benchmarks/expm.py [--batch 32768] [--directions 8] [--repeat 3]
+    python benchmarks/expm.py --tiny     # seconds: checks that the benchmark runs (tests)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 import torch
 
-from crbnn.physics.expm import expm_frechet
+from crbnn.physics.expm import expm_frechet_torch
 from crbnn.physics.expm_cpu import expm_frechet_cpu
 
 
@@ -46,7 +47,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32768)
     ap.add_argument("--directions", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tiny", action="store_true", help="64 matrices, 2 directions, 1 repeat: checks that the script runs")
     args = ap.parse_args()
+    if args.tiny:
+        args.batch, args.directions, args.repeat = 64, 2, 1
     a, e = generators(args.batch, args.directions)
     t = time.perf_counter()
     expm_frechet_cpu(a[:8], e[:8])
@@ -54,11 +58,11 @@ def main() -> None:
     nmax = torch.get_num_threads()
     for nt in sorted({1, nmax}):
         torch.set_num_threads(nt)
-        tt = best(lambda: expm_frechet(a, e), args.repeat) / args.batch * 1e6
+        tt = best(lambda: expm_frechet_torch(a, e), args.repeat) / args.batch * 1e6
         tn = best(lambda: expm_frechet_cpu(a, e), args.repeat) / args.batch * 1e6
         print(f"threads={nt}  B={args.batch} K={args.directions}  torch {tt:8.2f} us/matrix  numba {tn:7.3f} us/matrix  speedup {tt / tn:6.1f}x")
     torch.set_num_threads(nmax)
-    r0, l0 = expm_frechet(a, e)
+    r0, l0 = expm_frechet_torch(a, e)
     r1, l1 = expm_frechet_cpu(a, e)
     er = float(((r1 - r0).flatten(1).abs().amax(1) / r0.flatten(1).abs().amax(1)).max())
     lt0, lt1 = l0.transpose(1, 2).reshape(-1, 36), l1.transpose(1, 2).reshape(-1, 36)

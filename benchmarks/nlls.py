@@ -7,6 +7,7 @@ times per voxel, their ratio and the NLLS accuracy.  Uses the public inputs of
 crbnn.data.inputs.cached_inputs() (or --data) and a trained network if --model is given (else an untrained default-size network).
 
     .venv/bin/python benchmarks/nlls.py --voxels 32 --threads 1
+    .venv/bin/python benchmarks/nlls.py --tiny      # seconds: checks that the benchmark runs (tests)
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from crbnn.data.sequence import load_sequence
 from crbnn.estimate.nlls import FIT_PARAMETERS, PaperModel, dictionary_axes, fit_nlls
 from crbnn.evaluate.grid import noisy_coefficients
 
-PRIORS = {"m0s": {"low": 0.0, "high": 0.35}, "T1": {"low": 0.4, "high": 2.5}, "T2f": {"low": 0.02, "high": 0.25},
-          "Rex": {"low": 2.0, "high": 30.0}, "T2s": {"low": 5e-6, "high": 2.1e-5},
-          "omega0": {"low": -1.0, "high": 1.0, "units": "pi/TR"}, "B1": {"low": 0.6, "high": 1.3}}
+PRIORS = {"m0s": {"dist": "uniform", "low": 0.0, "high": 0.35}, "T1": {"dist": "uniform", "low": 0.4, "high": 2.5},
+          "T2f": {"dist": "uniform", "low": 0.02, "high": 0.25}, "Rex": {"dist": "uniform", "low": 2.0, "high": 30.0},
+          "T2s": {"dist": "uniform", "low": 5e-6, "high": 2.1e-5},
+          "omega0": {"dist": "uniform", "low": -1.0, "high": 1.0, "units": "pi/TR"},
+          "B1": {"dist": "uniform", "low": 0.6, "high": 1.3}}
 NOMINAL = {"m0s": 0.15, "T1": 1.2, "T2f": 0.07, "Rex": 12.0, "T2s": 1.25e-5, "omega0": 0.0, "B1": 1.0}
 DICTIONARY = {"m0s": {"start": 0.0, "stop": 0.3, "num": 7}, "T1": {"start": 0.5, "stop": 2.5, "num": 8, "spacing": "log"},
               "T2f": {"start": 0.025, "stop": 0.2, "num": 7, "spacing": "log"}}
@@ -44,7 +47,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (NLLS model evaluations and LM algebra)")
     ap.add_argument("--batch-size", type=int, default=512, help="voxels per LM chunk")
     ap.add_argument("--r2sl", type=Path, default=None, help="resources/r2sl.h5 (default: crbnn.physics.r2sl.default_table())")
+    ap.add_argument("--tiny", action="store_true", help="2 NLLS voxels, 1000 network voxels: checks that the script runs")
     a = ap.parse_args()
+    if a.tiny:
+        a.voxels, a.net_voxels = 2, 1000
     torch.set_num_threads(a.threads)
     data = a.data if a.data is not None else cached_inputs()
     seq = load_sequence(data / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)

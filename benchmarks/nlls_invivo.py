@@ -8,6 +8,9 @@ when present, its trained CRB network:
         [--fit m0s,T1,T2f,omega0,B1] [--nominal Rex=13.6,T2s=12.5e-6] [--ftol 1e-6 --xtol 1e-8]
         [--fit m0s,T1,T2f,Rex,T2s,omega0,B1 --bounds Rex=2:30,T2s=5e-6:2.1e-5 --nominal Rex=12]
 
+``--tiny`` builds those resources from the public inputs (crbnn.data.inputs.cached_inputs()) in a
+temporary folder and fits 2 voxels on 1 worker: seconds, to check that the script runs (tests).
+
 The solver settings come from ``--config`` (section ``nlls``); ``--fit``, ``--nominal``, ``--ftol``,
 ``--xtol``, ``--max-iter`` override them (e.g. the 5-parameter model with Rex and T2s known).
 Prints wall seconds per voxel on ``--workers`` processes, median LM iterations and the projected
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,12 +29,27 @@ import numpy as np
 import yaml
 
 from crbnn.config.settings import bounds_from_priors
-from crbnn.data.basis import load_basis
-from crbnn.data.sequence import load_sequence
+from crbnn.data.basis import load_basis, save_basis
+from crbnn.data.inputs import cached_inputs, load_invivo_slice, write_coefficient_image
+from crbnn.data.sequence import load_sequence, save_sequence
 from crbnn.estimate.nlls import dictionary_axes, fit_nlls
 from crbnn.images.maps import read_coefficient_image
 from crbnn.learn.model_file import load_model, predict
-from crbnn.physics.r2sl import R2slTable
+from crbnn.physics.r2sl import R2slTable, default_table
+
+
+def build_tiny_run(run: Path, cfg: dict) -> None:
+    """``run/resources/{sequence,basis,r2sl}.h5`` and ``run/resources/invivo/`` from the public inputs."""
+    data = cached_inputs()
+    res = run / "resources"
+    (res / "invivo").mkdir(parents=True)
+    seq = load_sequence(data / "control_MT_v3p2_TR3p5ms_discretized.mat", tr=3.5e-3)
+    save_sequence(seq, res / "sequence.h5")
+    save_basis(load_basis(data / "basis_for_compress.mat", rank=13), res / "basis.h5", source="public", sequence_sha256=seq.sha256)
+    default_table().save(res / "r2sl.h5")
+    x = load_invivo_slice(data / "invivo_test_slice.mat")
+    write_coefficient_image(x, res / "invivo" / "coefficients.nii.gz", res / "invivo" / "mask.nii.gz",
+                            cfg["inputs"]["invivo_voxel_size"])
 
 
 def main() -> None:
@@ -47,9 +66,14 @@ def main() -> None:
     ap.add_argument("--max-iter", type=int, default=None)
     ap.add_argument("--starts", default="dictionary,network", help="dictionary and/or network (if a CRB network exists)")
     ap.add_argument("--save", default=None, help="write the fitted parameters of each start to this .npz")
+    ap.add_argument("--tiny", action="store_true", help="resources built from the public inputs, 2 voxels, 1 worker")
     args = ap.parse_args()
-    run = Path(args.run)
     cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.tiny:
+        tmp = tempfile.TemporaryDirectory(prefix="nlls_invivo_tiny_")
+        args.run, args.voxels, args.workers, args.starts = tmp.name, 2, 1, "dictionary"
+        build_tiny_run(Path(tmp.name), cfg)
+    run = Path(args.run)
     seq = load_sequence(run / "resources" / "sequence.h5")
     basis = load_basis(run / "resources" / "basis.h5")
     r2sl = R2slTable.load(run / "resources" / "r2sl.h5")

@@ -6,6 +6,7 @@ table.  Usage::
 
     .venv/bin/python benchmarks/train.py [--signals 16384] [--threads 2] [--presets default paper]
         [--losses crb] [--devices cpu cuda] [--batch-size 1024] [--json out.json]
+    .venv/bin/python benchmarks/train.py --tiny    # seconds: checks that the benchmark runs (tests)
 
 ``bias_reduced`` counts each of its K noise realizations as one signal.
 """
@@ -18,21 +19,11 @@ import platform
 import time
 
 import torch
+from _synthetic import synthetic  # benchmarks/_synthetic.py (the script's folder is on sys.path)
 
-from crbnn.learn.data import TrainingData
 from crbnn.learn.loop import train_network
 from crbnn.learn.nets import build_network, count_weights
-from crbnn.learn.settings import TrainSettings
-
-
-def synthetic(n: int, rank: int = 13, seed: int = 0) -> TrainingData:
-    """Random coefficients (first one dominant), targets and CRBs of the paper's shapes."""
-    g = torch.Generator().manual_seed(seed)
-    c = torch.complex(torch.randn(n, rank, generator=g), torch.randn(n, rank, generator=g)) * 0.1
-    c[:, 0] += 3.0
-    targets = torch.rand(n, 3, generator=g) * torch.tensor([0.3, 1.5, 0.12]) + torch.tensor([0.0, 0.6, 0.03])
-    crb = torch.rand(n, 3, generator=g) * 10 + 1
-    return TrainingData(c, targets, crb, ["m0s", "T1", "T2f"], ["1", "s", "s"], "s" * 64, "b" * 64)
+from crbnn.learn.train_settings import TrainSettings
 
 
 def measure(preset: str, loss: str, device: str, n: int, batch_size: int, k: int) -> dict[str, object]:
@@ -60,7 +51,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--realizations", type=int, default=8, help="K of the bias_reduced loss")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--tiny", action="store_true", help="256 signals, the tiny preset, every loss, K = 2: checks that the script runs")
     args = ap.parse_args()
+    if args.tiny:
+        args.signals, args.presets, args.losses, args.batch_size, args.realizations = 256, ["tiny"], ["mse", "crb", "bias_reduced"], 128, 2
     torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []

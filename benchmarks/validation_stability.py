@@ -20,6 +20,7 @@ measure over the last half of training.  Usage::
 
     .venv/bin/python benchmarks/validation_stability.py --data results/simulate_dataset \
         [--loss crb] [--epochs 60] [--threads 2]
+    .venv/bin/python benchmarks/validation_stability.py --tiny   # seconds: checks that it runs (tests)
 """
 
 from __future__ import annotations
@@ -33,10 +34,52 @@ import numpy as np
 import torch
 
 from crbnn.common.seeds import derive_seed
-from crbnn.learn.data import draw_noisy, make_validation_set, normalize_inputs, read_training_data
-from crbnn.learn.loop import averaged_model, init_model, recalibrate_batchnorm
+from crbnn.learn.training_data import TrainingData, draw_noisy, make_validation_set, normalize_inputs, read_training_data
+from crbnn.learn.loop import averaged_model, init_model
 from crbnn.learn.losses import compute_loss, crb_normalized_errors
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.nets import EstimatorNet
+from crbnn.learn.train_settings import TrainSettings
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: EstimatorNet,
+    coefficients: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    batches: int = 20,
+) -> None:
+    """Re-estimate BatchNorm's running statistics with the weights frozen.
+
+    During training BatchNorm keeps exponential moving averages (momentum 0.1) of the batch
+    statistics, i.e. of roughly the last ten batches, each computed with different weights.  Late in
+    an epoch at a high learning rate these lag the weights, and the eval-mode network they define
+    differs from epoch to epoch far more than the weights do: the validation loss jumps
+    (this benchmark).  This replaces them by exact averages (``momentum=None``)
+    over ``batches`` fresh noisy training batches of ``settings.batch_size`` signals, drawn with
+    ``generator`` (the training noise stream is untouched).  No weight changes; a network without
+    BatchNorm is left as it is.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative (exact) average
+    was_training = model.training
+    model.train()
+    n, bs = int(coefficients.shape[0]), max(2, int(settings.batch_size))
+    order = torch.randperm(n, generator=generator)
+    for k in range(batches):
+        idx = order[(k * bs) % n : (k * bs) % n + bs]
+        if len(idx) < 2:
+            continue
+        y, _ = draw_noisy(coefficients[idx.to(coefficients.device)], generator, settings.sigma, settings.m0_range)
+        model(normalize_inputs(y, settings.normalization))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
 
 
 def _val(model, val, mode: str) -> tuple[float, float]:
@@ -49,7 +92,7 @@ def _val(model, val, mode: str) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True, help="folder with train.h5 and val.h5")
+    ap.add_argument("--data", type=Path, default=None, help="folder with train.h5 and val.h5 (required unless --tiny)")
     ap.add_argument("--loss", default="crb")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--lr", type=float, default=0.005)
@@ -60,10 +103,20 @@ def main() -> None:
     ap.add_argument("--ema-decay", type=float, default=0.99)
     ap.add_argument("--grad-clip", type=float, default=None, help="clip the gradient's global L2 norm")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--tiny", action="store_true", help="synthetic data (256 signals), 4 epochs: checks that the script runs")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    train = read_training_data(a.data / "train.h5")
-    val = read_training_data(a.data / "val.h5")
+    train: TrainingData
+    if a.tiny:
+        from _synthetic import synthetic  # benchmarks/_synthetic.py (the script's folder is on sys.path)
+
+        a.epochs, a.batch_size, a.recal_batches = 4, 128, 2  # 4 epochs: two in the last half, one jump
+        train, val = synthetic(256), synthetic(128, seed=1)
+    elif a.data is None:
+        ap.error("--data is required (or --tiny)")
+    else:
+        train = read_training_data(a.data / "train.h5")
+        val = read_training_data(a.data / "val.h5")
     s = TrainSettings.from_dict({"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
                                  "lr_step_epochs": a.lr_step, "normalization": "first_coefficient",
                                  "network": {"preset": "default"}})

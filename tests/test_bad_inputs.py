@@ -41,11 +41,11 @@ from crbnn.config.checks import ConfigError, validate_config
 from crbnn.data.basis import Basis
 from crbnn.data.sequence import Sequence, SequenceError, load_sequence, save_sequence
 from crbnn.cli import main
-from crbnn.learn.data import read_training_data
+from crbnn.learn.training_data import read_training_data
 from crbnn.learn.loop import train_network
 from crbnn.learn.model_file import save_model
 from crbnn.learn.nets import EstimatorNet
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 torch.set_num_threads(1)
 SCHEMAS = REPO / "workflow" / "schemas"

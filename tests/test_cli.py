@@ -125,3 +125,51 @@ def test_infer_uses_the_nlls_settings_of_the_model_file(files, monkeypatch, capl
     else:
         assert seen["nominal"] == DEFAULT_NOMINAL and seen["bounds"] == DEFAULT_BOUNDS
         assert len(warned) == 1 and "model.pt" in warned[0].getMessage()
+
+
+def test_infer_sqrt_crb_maps_equal_the_crb_at_the_estimate(files):
+    """Value oracle of the sqrt(CRB) maps of ``crbnn infer``: crbnn.physics.crb of the compressed
+    Jacobian of the signal at each voxel's estimate (Rex, T2s, omega0, B1 known, complex M0 unknown:
+    the best fit to the voxel), with the given sigma."""
+    import h5py
+
+    from crbnn.physics.crb import crb
+    from crbnn.physics.r2sl import default_table
+    from crbnn.physics.signal import simulate_paper
+
+    d, _ = files
+    seq = Sequence(np.linspace(0.5, 1.0, 6), np.full(6, 5e-4), 3.5e-3)
+    save_sequence(seq, d / "seq.h5")
+    blob = torch.load(d / "model.pt", weights_only=True)
+    # R = 3 complex coefficients: 6 real measurements, so only complex M0 is nuisance (F must be regular)
+    blob["meta"].update(sequence_sha256=seq.sha256, known={"Rex": 13.6, "T2s": 1.25e-5, "omega0": 5.0, "B1": 0.9},
+                        nuisance=["M0_re", "M0_im"], nlls=NLLS_META)
+    torch.save(blob, d / "model.pt")
+    sigma = 0.5
+    rc = main(["infer", "--model", str(d / "model.pt"), "--coefficients", str(d / "c.nii.gz"), "--out", str(d / "out"),
+               "--basis", str(d / "basis.h5"), "--sequence", str(d / "seq.h5"), "--sigma", str(sigma)])
+    assert rc == 0
+    est = {p: read_nifti(d / "out" / f"{p}.nii.gz")[0].astype(np.float64) for p in ("m0s", "T1", "T2f")}
+    sq = {p: read_nifti(d / "out" / f"sqrt_crb_{p}.nii.gz")[0] for p in ("m0s", "T1", "T2f")}
+    b = NLLS_META["bounds"]
+    inside = np.isfinite(est["T1"]) & (est["T2f"] < 0.999 * est["T1"])  # where the estimate needs no clipping
+    for p in ("m0s", "T1", "T2f"):
+        inside &= (est[p] > b[p][0]) & (est[p] < b[p][1])
+    assert inside.sum() >= 3
+    x = read_nifti(d / "c.nii.gz")[0].astype(np.float64)[inside]
+    y = x[:, :R] + 1j * x[:, R:]
+    with h5py.File(d / "basis.h5", "r") as f:
+        u = np.asarray(f["u"][()])
+    n = int(inside.sum())
+    prm = {"m0s": est["m0s"][inside], "T1": est["T1"][inside], "T2f": est["T2f"][inside], "Rex": np.full(n, 13.6),
+           "T2s": np.full(n, 1.25e-5), "omega0": np.full(n, 5.0), "B1": np.full(n, 0.9)}
+    wrt = ("m0s", "T1", "T2f", "M0_re", "M0_im")
+    table = default_table()
+    s1, _ = simulate_paper(seq.alpha, seq.trf, seq.tr, {**prm, "M0": np.ones(n, complex)}, r2sl=table)
+    g = s1.numpy() @ u.conj()  # [n, R] coefficients at M0 = 1 (c = U^H s)
+    m0 = (g.conj() * y).sum(1) / (np.abs(g) ** 2).sum(1)  # the best complex M0 of each voxel
+    _, jac = simulate_paper(seq.alpha, seq.trf, seq.tr, {**prm, "M0": m0}, wrt=wrt, r2sl=table)
+    jc = torch.as_tensor(u).conj().T @ jac  # [n, R, 5]
+    expected = np.sqrt(crb(jc, sigma=sigma).numpy()[:, :3])
+    for k, p in enumerate(("m0s", "T1", "T2f")):
+        np.testing.assert_allclose(sq[p][inside], expected[:, k], rtol=1e-4, err_msg=p)

@@ -116,7 +116,12 @@ def test_nlls_solver_settings_drop_the_grid_subset(default) -> None:
     cfg, _ = default
     solver = settings.nlls_solver_settings(cfg)
     assert "grid_realizations" not in solver and "grid_stride" not in solver
-    assert solver == {k: v for k, v in cfg["nlls"].items() if k not in ("grid_realizations", "grid_stride")}
+    # the solver settings of config/config.yaml, written out (the keys the fits read, values as in the file)
+    assert set(solver) == {"fit", "nominal", "bounds", "dictionary", "max_iter", "ftol", "xtol", "batch_size", "threads"}
+    assert solver["fit"] == ["m0s", "T1", "T2f", "omega0", "B1"] and solver["bounds"] == {}
+    assert (solver["max_iter"], solver["ftol"], solver["xtol"], solver["batch_size"]) == (60, 1e-5, 1e-6, 512)
+    assert solver["nominal"] == {"m0s": 0.15, "T1": 1.2, "T2f": 0.07, "Rex": 13.6, "T2s": 1.25e-5, "omega0": 0.0, "B1": 1.0}
+    assert solver["dictionary"]["T1"] == {"start": 0.5, "stop": 2.5, "num": 8, "spacing": "log"}
     # changing the grid subset leaves the settings of the image, test-set and sweep fits as they were
     other = copy.deepcopy(cfg)
     other["nlls"].update(grid_realizations=2, grid_stride=4)

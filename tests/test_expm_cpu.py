@@ -1,4 +1,4 @@
-"""The numba CPU kernel crbnn.physics.expm_cpu.expm_frechet_cpu agrees with crbnn.physics.expm.expm_frechet and scipy."""
+"""The numba CPU kernel crbnn.physics.expm_cpu.expm_frechet_cpu agrees with crbnn.physics.expm.expm_frechet_torch and scipy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import scipy.linalg
 import torch
 
 import crbnn.physics.signal as physics
-from crbnn.physics.expm import expm_frechet
+from crbnn.physics.expm import expm_frechet_torch
 from crbnn.physics.expm_cpu import BLOCK, expm_frechet_cpu
 
 F64 = torch.float64
@@ -33,11 +33,11 @@ def generators(bsz: int, k: int, lo: float = 0.1, hi: float = 20.0, seed: int = 
 
 
 def reference(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """crbnn.physics.expm.expm_frechet on one torch thread (many tiny bmm calls are slow multi-threaded)."""
+    """crbnn.physics.expm.expm_frechet_torch on one torch thread (many tiny bmm calls are slow multi-threaded)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return expm_frechet(a, e)
+        return expm_frechet_torch(a, e)
     finally:
         torch.set_num_threads(n)
 
@@ -139,7 +139,7 @@ def test_physics_matrices_and_signal(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def spy(a, e=None, chunk=None):
         calls.append((a.clone(), None if e is None else e.clone()))
-        return expm_frechet(a, e, chunk)
+        return expm_frechet_torch(a, e, chunk)
 
     monkeypatch.setattr(physics, "expm_frechet", spy)
     s0, j0 = physics.simulate_paper(alpha, trf, 3.5e-3, p, wrt=wrt)

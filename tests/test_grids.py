@@ -7,7 +7,7 @@ import pytest
 
 from crbnn.common.parameters import TISSUE_PARAMETERS
 from crbnn.data.datasets import read_parameter_table
-from crbnn.data.grids import make_grid, read_axes, write_grid
+from crbnn.data.test_grids import make_grid, read_axes, write_grid
 
 FIXED = {"m0s": 0.15, "T1": 1.0, "T2f": 0.07, "Rex": 15.0, "T2s": 12e-6, "omega0": 0.0, "B1": 1.0}
 

@@ -127,6 +127,19 @@ def test_nlls_recovers_noise_free_phantom(data_dir):
         assert np.allclose(est, true, rtol=1e-4, atol=1e-6), (p, est, true)
     assert np.all(maps["residual"][sel] < 1e-5)
     assert np.all(np.isnan(maps["T1"][~sel])) and np.all(np.isfinite(maps["sqrt_crb_T1"][sel]))
+    # value oracle of sqrt(CRB): crbnn.physics.crb of the compressed Jacobian of the signal at the estimate
+    # (M0 from the maps, complex M0 and every other fitted parameter unknown), with the maps' sigma
+    from crbnn.physics.crb import crb
+    from crbnn.physics.signal import simulate_paper
+
+    est = {p: maps[p][sel].astype(np.float64) for p in settings["fit"]}
+    est["M0"] = maps["M0_abs"][sel].astype(np.float64) * np.exp(1j * maps["M0_phase"][sel].astype(np.float64))
+    wrt = ("m0s", "T1", "T2f", "M0_re", "M0_im", "Rex", "T2s", "omega0", "B1")
+    _, jac = simulate_paper(seq.alpha, seq.trf, seq.tr, {k: torch.as_tensor(v) for k, v in est.items()}, wrt=wrt, r2sl=r2sl)
+    jc = torch.as_tensor(basis.u).conj().T @ jac  # [2, R, 9]: the coefficients' Jacobian
+    expected = np.sqrt(crb(jc, sigma=info["sigma"]).numpy()[:, :3])
+    for k, p in enumerate(("m0s", "T1", "T2f")):
+        assert np.allclose(maps[f"sqrt_crb_{p}"][sel], expected[:, k], rtol=1e-4), (p, maps[f"sqrt_crb_{p}"][sel], expected[:, k])
     print(f"NLLS {info['seconds_per_voxel']:.2f} s/voxel")
 
 
@@ -241,7 +254,6 @@ def test_block_standard_error_grows_with_spatial_correlation():
 
 
 def test_map_figure_m0s_from_zero_negative_shown_and_outlines():
-    pytest.importorskip("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")

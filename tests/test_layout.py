@@ -97,3 +97,44 @@ def test_units_are_written_in_one_table() -> None:
     literal = re.compile(r"""["']omega0["']\s*:\s*["']rad/s["']""")
     hits = [str(p.relative_to(SRC)) for p in modules() if literal.search(p.read_text())]
     assert hits == ["common/parameters.py"]
+
+
+#: A parameter name mapped to a unit, alone or after a scale (``"T2s": "us"``, ``"T2s": (1e6, "us")``).
+UNIT_ENTRY = re.compile(r"""["'](m0s|T1|T2f|Rex|T2s|omega0|B1|R1f|R1s|R2f)["']\s*:\s*\(?\s*(?:[-+.\deE]+\s*,\s*)?"""
+                        r"""["'](s|ms|us|µs|1/s|rad/s)["']""")
+
+
+def test_no_second_unit_table() -> None:
+    """Units and display units of any parameter (SI or shown, with or without a scale) live in
+    common/parameters.py only; a second table elsewhere (e.g. T2s in "us" beside "µs") fails."""
+    hits = sorted({str(p.relative_to(SRC)) for p in modules() if UNIT_ENTRY.search(p.read_text())})
+    assert hits == ["common/parameters.py"]
+    assert UNIT_ENTRY.search('units = {"Rex": (1.0, "1/s"), "T2s": (1e6, "us")}')  # the copy this test was written for
+
+
+def test_module_names_do_not_mislead() -> None:
+    """A module's name says what it holds: no module shares its name with a subpackage (``learn/data.py``
+    beside ``crbnn.data``), with a module of another subpackage (``learn/settings.py`` beside
+    ``config/settings.py``) or differs from one only by a plural s (``data/grids.py`` / ``evaluate/grid.py``)."""
+    stems: dict[str, str] = {}
+    for path in modules():
+        if path.name == "__init__.py" or path.parent == SRC:
+            continue
+        rel = str(path.relative_to(SRC))
+        assert path.stem not in SUBPACKAGES, f"{rel}: named like the subpackage crbnn.{path.stem}"
+        assert path.stem not in stems, f"{rel} and {stems.get(path.stem)}: one module name in two subpackages"
+        stems[path.stem] = rel
+    for stem, rel in stems.items():
+        assert stem + "s" not in stems, f"{rel} and {stems.get(stem + 's')}: names that differ by a plural s"
+
+
+def test_hashes_and_seeds_have_one_home() -> None:
+    """Content hashes go through crbnn.common.io.sha256_arrays, seeds through crbnn.common.seeds."""
+    for pattern, homes in ((r"hashlib\.sha256\(", {"common/io.py", "common/seeds.py"}),):
+        hits = {str(p.relative_to(SRC)) for p in modules() if re.search(pattern, p.read_text())}
+        assert hits <= homes, f"{pattern} outside {sorted(homes)}: {sorted(hits - homes)}"
+
+
+def test_seed_splitting_has_one_home() -> None:
+    hits = {str(p.relative_to(SRC)) for p in modules() if "SeedSequence(" in p.read_text()}
+    assert hits == {"common/seeds.py"}, sorted(hits)

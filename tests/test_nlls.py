@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -101,15 +100,8 @@ def test_dictionary_start_picks_nearest_atom():
     assert start.tolist() == [[1.0, 0.0, 0.5]]
 
 
-physics = pytest.mark.skipif(importlib.util.find_spec("crbnn.physics.signal") is None, reason="crbnn.physics.signal not available")
-
-
-@physics
 def test_noise_free_recovery_physics(tmp_path, data_dir):
     """The paper model: noise-free coefficients of two voxels are recovered to 1e-5 relative."""
-    pytest.importorskip("crbnn.data.basis")
-    from crbnn.physics.signal import simulate_paper  # noqa: F401
-
     data = data_dir
     import scipy.io
 

@@ -8,7 +8,7 @@ import torch
 
 from crbnn.evaluate.grid import noisy_coefficients
 from crbnn.evaluate.test_set import noisy_test_set
-from crbnn.learn.data import draw_noisy
+from crbnn.learn.training_data import draw_noisy
 from crbnn.physics.noise import add_noise, crb_scale, draw_m0, sigma_for_snr
 
 

@@ -62,9 +62,17 @@ def test_simulated_phantom_is_deterministic_for_a_seed():
     assert np.array_equal(n1, n2) and np.array_equal(c1, c2) and s1 == s2 == pytest.approx(1 / 20)
     assert not np.array_equal(n1, n3)
     assert np.all(n1[~p.mask] == 0) and np.all(np.abs(c1[p.mask]).sum(-1) > 0)
-    # noise-free image = M0 x coefficients at M0 = 1: the ratio's phase is M0's phase
+    # noise-free image = M0 x coefficients at M0 = 1: the ratio's phase is M0's phase (and its modulus |M0|)
     i = tuple(np.argwhere(p.mask)[0])
     c0, _, _ = simulate_phantom(p, seq, u, snr=None, seed=5)
     assert np.array_equal(c0, c1)
+    from crbnn.data.simulate import simulate_coefficients
+
+    k = int(np.argmax(np.abs(np.angle(p.m0[p.mask]))))  # the mask voxel (row of p.table()) of largest phase
+    j = tuple(np.argwhere(p.mask)[k])
+    g = simulate_coefficients(seq.alpha, seq.trf, seq.tr, u, p.table()[k : k + 1], with_jacobian=False)["coefficients"][0]
+    ratio = c0[j] / g
+    assert np.allclose(ratio, p.m0[j], rtol=1e-12)
+    assert np.allclose(np.angle(ratio), np.angle(p.m0[j]), atol=1e-12) and abs(np.angle(p.m0[j])) > 1e-3
     assert np.std((n1[p.mask] - c1[p.mask]).real) == pytest.approx(s1, rel=0.2)  # sigma per real part
     assert c1[i].shape == (3,)

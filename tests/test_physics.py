@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from crbnn.common.parameters import GENERAL_PARAMETERS, PAPER_PARAMETERS
-from crbnn.physics.expm import expm_frechet
+from crbnn.physics.expm import expm_frechet_torch
 from crbnn.physics.greens import greens_superlorentzian
 from crbnn.physics.r2sl import R2slTable, _solve_rho, default_table, solve_volterra
 from crbnn.physics.reference import steady_state_signal
@@ -79,7 +79,7 @@ def test_single_interval_oracle():
     h = torch.zeros(1, 6, 6, dtype=torch.float64)
     for (i, j), v in ent.items():
         h[0, i, j] = v * t
-    r, _ = expm_frechet(h)
+    r, _ = expm_frechet_torch(h)
     m = r[0] @ torch.tensor([0, 0, 0.9, 0, 0.1, 1], dtype=torch.float64)
     expected = [0.0010647535813058293, 0, -0.8957848274535014, 0.005126529591877105, 0.08122007142111888, 1]
     assert np.abs(m.numpy() - expected).max() < 1e-12
@@ -190,7 +190,7 @@ def test_torch_path_equals_compiled_cpu_path(sequence, monkeypatch):
     """The pure-torch code (used on GPUs) and the numba CPU kernels give the same signal and Jacobian."""
     import crbnn.physics.recurrence as recurrence
     import crbnn.physics.signal as physics
-    from crbnn.physics.expm import expm_frechet as torch_expm
+    from crbnn.physics.expm import expm_frechet_torch as torch_expm
 
     alpha, trf = sequence
     p = dict(M0=0.3 - 0.2j, m0s=0.12, T1=1.1, T2f=0.06, Rex=18.0, T2s=11e-6, omega0=80.0, B1=1.05)

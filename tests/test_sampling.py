@@ -19,11 +19,6 @@ PRIORS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["priors"]
 TR = 3.5e-3
 
 
-def test_same_as_physics() -> None:
-    physics = pytest.importorskip("crbnn.physics.signal")
-    assert TISSUE_PARAMETERS == physics.TISSUE_PARAMETERS
-
-
 def test_deterministic_for_a_seed() -> None:
     a = sample_parameters(PRIORS, 500, seed=7, tr=TR)
     b = sample_parameters(PRIORS, 500, seed=7, tr=TR)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from crbnn.evaluate.test_set import evaluate_model
-from crbnn.learn.data import make_validation_set, read_training_data
+from crbnn.learn.training_data import make_validation_set, read_training_data
 from crbnn.learn.loop import TrainingError, init_model, train_network, validation_metrics
 from crbnn.learn.model_file import load_model, predict, save_model
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 torch.set_num_threads(1)
 
@@ -148,6 +148,34 @@ def test_save_load_predict_and_hash_check(toy: dict[str, Path], tmp_path: Path) 
         evaluate_model(loaded, read_training_data(tmp_path / "other.h5"))
 
 
+def test_bias_reduced_train_loss_equals_the_hand_computed_loss(toy: dict[str, Path]) -> None:
+    """Value oracle: one epoch of one batch reports the bias-reduced loss of the initial network on the
+    batch's noisy inputs, recomputed here in NumPy from its definition (Mao et al.):
+    mean over signals and parameters of (mean_k est - true)^2 / CRB + lam max(var_k est / CRB - delta, 0)."""
+    from crbnn.common.seeds import derive_seed
+    from crbnn.learn.training_data import draw_noisy, normalize_inputs
+
+    train, val = read_training_data(toy["train"]).subset(48), read_training_data(toy["val"])
+    k, lam, delta = 3, 0.7, 0.5
+    s = settings(epochs=1, realizations=k, batch_size=64, lam=lam, delta=delta)
+    _, hist = train_network(train, val, s, "bias_reduced")
+    # the same batch: the loop's noise stream (perm, then noise), the initial weights, train-mode BatchNorm
+    gen = torch.Generator().manual_seed(derive_seed(s.seed, "noise"))
+    idx = torch.randperm(len(train), generator=gen)
+    y, m2 = draw_noisy(train.coefficients[idx], gen, s.sigma, s.m0_range, k)
+    model = init_model(s, train).train()
+    with torch.no_grad():
+        x = normalize_inputs(y, s.normalization)
+        est = model(x.reshape(-1, x.shape[-1])).reshape(len(idx), k, -1).double().numpy()
+    true = train.targets[idx].double().numpy()
+    crb = train.crb[idx].double().numpy() * (s.sigma**2 / m2.double().numpy())[:, None]
+    mean = est.sum(axis=1) / k
+    var = ((est - mean[:, None, :]) ** 2).sum(axis=1) / (k - 1)
+    expected = np.mean((mean - true) ** 2 / crb + lam * np.maximum(var / crb - delta, 0.0))
+    assert hist[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
+    assert expected > 0
+
+
 def test_bias_reduced_finetune_and_evaluate(toy: dict[str, Path]) -> None:
     train, val = read_training_data(toy["train"]), read_training_data(toy["val"])
     crb_model, _ = train_network(train, val, settings(epochs=2), "crb")
@@ -167,7 +195,7 @@ def test_workflow_scripts_without_snakemake(toy: dict[str, Path], tmp_path: Path
     import runpy
 
     from crbnn.common.logs import ScriptArgs
-    from crbnn.learn.settings import settings_for_loss
+    from crbnn.learn.train_settings import settings_for_loss
 
     scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
     cfg = {"seed": 1, "normalization": "l2", "checkpoint_every": 1, "network": {"preset": "tiny"},
@@ -262,3 +290,22 @@ def test_bias_reduced_network_is_selected_by_its_own_objective(toy: dict[str, Pa
     assert by_hand == pytest.approx(min(objective), rel=1e-5)
     # the one-draw inputs are those of every other loss (the K draws come from a stream of their own)
     assert torch.equal(vs.x, make_validation_set(val, s, torch.device("cpu")).x)
+
+
+def test_training_defaults_have_one_home() -> None:
+    """TrainSettings has no defaults of its own: a partial dict is completed from
+    workflow/schemas/train.schema.yaml, exactly as the workflow's schema validation completes the config."""
+    import dataclasses
+
+    from snakemake.utils import validate
+
+    from crbnn.learn.train_settings import TRAIN_SCHEMA, settings_for_loss
+
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               for f in dataclasses.fields(TrainSettings))
+    section: dict = {}
+    validate(section, str(TRAIN_SCHEMA), set_default=True)  # what validate_config does to an empty train section
+    validated = settings_for_loss(section, "crb")
+    validated.update({k: section["bias_reduced"][k] for k in ("realizations", "lam", "delta")})
+    assert TrainSettings.from_dict({}) == TrainSettings.from_dict(validated)
+    assert TrainSettings.from_dict({}).epochs == section["optimizer"]["epochs"]

@@ -1,7 +1,9 @@
 # Shared helpers of the workflow: config validation, the target registry and input functions.
-# Python helpers live here only; rules stay declarative (no lambdas).  What they derive from the
-# config is computed by crbnn.config.settings (imported as `derived`, tested there); the functions
-# here only bind it to this workflow's config, TR and wildcards.
+# Python helpers live here and in the four stage helpers beside their rules (train_common.smk,
+# evaluate_common.smk, images_common.smk, manuscript_common.smk); rules stay declarative (no
+# lambdas).  What they derive from the config is computed by crbnn.config.settings (imported as
+# `derived`, tested there); the functions here only bind it to this workflow's config, TR and
+# wildcards.
 
 import re
 from pathlib import Path

@@ -2,7 +2,7 @@
 # the test set.  build_grid writes results/sample_parameters/grid_<grid>.h5, which the generic
 # simulate rules turn into results/simulate_dataset/grid_<grid>.h5; NLLS fits run in their own
 # cached rule (fit_nlls_grid) so that retraining a network does not refit.  Science in
-# crbnn.data.grids, crbnn.estimate.nlls and crbnn.evaluate.grid; settings in workflow/schemas/{grids,evaluate,nlls}.schema.yaml.
+# crbnn.data.test_grids, crbnn.estimate.nlls and crbnn.evaluate.grid; settings in workflow/schemas/{grids,evaluate,nlls}.schema.yaml.
 
 
 include: "evaluate_common.smk"

@@ -5,8 +5,8 @@ TRAIN_LOSSES = "mse|crb|bias_reduced"
 
 
 def train_settings(wildcards):
-    """Flat crbnn.learn.settings.TrainSettings dict of one loss (only the config keys that loss uses)."""
-    from crbnn.learn.settings import settings_for_loss
+    """Flat crbnn.learn.train_settings.TrainSettings dict of one loss (only the config keys that loss uses)."""
+    from crbnn.learn.train_settings import settings_for_loss
 
     return settings_for_loss(config["train"], wildcards.loss)
 

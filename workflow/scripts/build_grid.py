@@ -1,7 +1,7 @@
 """Write the parameter table of one evaluation grid (rule build_grid)."""
 
 from crbnn.common.logs import setup_logging
-from crbnn.data.grids import make_grid, write_grid
+from crbnn.data.test_grids import make_grid, write_grid
 
 
 def main(snakemake):

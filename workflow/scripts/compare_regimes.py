@@ -4,7 +4,7 @@ from crbnn.common.io import write_json
 from crbnn.common.logs import setup_logging
 from crbnn.data.basis import load_basis
 from crbnn.data.sequence import load_sequence
-from crbnn.evaluate.regimes import compare_regimes
+from crbnn.evaluate.regime_comparison import compare_regimes
 from crbnn.physics.r2sl import R2slTable
 
 

@@ -5,7 +5,7 @@ from crbnn.common.io import read_h5, reading_intermediate
 from crbnn.common.logs import setup_logging
 from crbnn.common.parameters import UNITS
 from crbnn.data.datasets import read_dataset, read_parameter_table
-from crbnn.data.grids import read_axes
+from crbnn.data.test_grids import read_axes
 from crbnn.evaluate.grid import EstimatorSpec, Precomputed, evaluate_grid, network_estimator, write_netcdf
 
 

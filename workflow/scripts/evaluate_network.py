@@ -4,7 +4,7 @@ from crbnn.common.device import resolve_device, set_threads
 from crbnn.common.io import write_json
 from crbnn.common.logs import setup_logging
 from crbnn.evaluate.test_set import evaluate_model
-from crbnn.learn.data import read_training_data
+from crbnn.learn.training_data import read_training_data
 from crbnn.learn.model_file import load_model
 
 

@@ -13,7 +13,7 @@ from crbnn.common.io import sha256_arrays, write_h5
 from crbnn.common.logs import setup_logging
 from crbnn.data.basis import load_basis
 from crbnn.data.datasets import read_dataset, read_parameter_table
-from crbnn.data.grids import read_axes
+from crbnn.data.test_grids import read_axes
 from crbnn.data.sequence import load_sequence
 from crbnn.estimate.nlls import fit_nlls_with_settings, worker_processes
 from crbnn.evaluate.grid import grid_subset

@@ -37,7 +37,7 @@ def main(snakemake):
         out["coefficients"],
         out["jacobian"],
         out["crb"],
-        jacobian_names=out.get("jacobian_names", [*p.estimated, *p.nuisance]),
+        jacobian_names=[*p.estimated, *p.nuisance],
         estimated=p.estimated,
         nuisance=p.nuisance,
         sequence_sha256=seq.sha256,

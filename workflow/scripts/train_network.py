@@ -20,11 +20,11 @@ from crbnn.common.io import atomic_write
 from crbnn.common.interrupt import Interrupted, stop_on_signals
 from crbnn.common.logs import setup_logging
 from crbnn.learn.checkpoints import CHECKPOINT_NAME
-from crbnn.learn.data import read_training_data
+from crbnn.learn.training_data import read_training_data
 from crbnn.learn.loop import train_network, write_history
 from crbnn.learn.model_file import load_model, save_model
 from crbnn.learn.nets import count_weights
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 
 def main(snakemake):

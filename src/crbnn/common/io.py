@@ -39,15 +39,18 @@ def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_arrays(*arrays: NDArray[Any]) -> str:
-    """Hex sha256 of the concatenated C-contiguous bytes of ``arrays`` (dtype as given).
+def sha256_arrays(*arrays: NDArray[Any] | bytes) -> str:
+    """Hex sha256 of the concatenated C-contiguous bytes of ``arrays`` (dtype as given; ``bytes`` as they
+    are, e.g. a JSON header).  The one hash of array contents: sequences, bases, training data, weights.
 
     >>> sha256_arrays(np.zeros(2))[:12]
     '374708fff771'
+    >>> sha256_arrays(np.zeros(2), b"x") == sha256_arrays(np.zeros(2).tobytes() + b"x")
+    True
     """
     h = hashlib.sha256()
     for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(a if isinstance(a, bytes) else np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 
 

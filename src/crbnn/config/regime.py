@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crbnn.common.parameters import TISSUE_PARAMETERS
+from crbnn.common.parameters import DISPLAY_SCALE, DISPLAY_UNITS, TISSUE_PARAMETERS
 
 #: Parameters of the paper parametrization that are not tissue parameters (complex M0).
 M0_PARAMETERS: tuple[str, ...] = ("M0_re", "M0_im")
@@ -137,15 +137,16 @@ def regime_description(estimated: Sequence[str], nuisance: Sequence[str], known:
     """One plain-text sentence naming the regime (for the manuscript and summaries).
 
     >>> regime_description(["m0s", "T1", "T2f"], ["M0_re", "M0_im", "omega0", "B1"], {"Rex": 13.6, "T2s": 1.25e-5})
-    'estimated m0s, T1, T2f; unknown nuisance complex M0, omega0, B1; known Rex = 13.6 1/s, T2s = 12.5 us'
+    'estimated m0s, T1, T2f; unknown nuisance complex M0, omega0, B1; known Rex = 13.6 1/s, T2s = 12.5 µs'
+
+    Values in their display units (:data:`crbnn.common.parameters.DISPLAY_UNITS`).
     """
-    units = {"Rex": (1.0, "1/s"), "T2s": (1e6, "us"), "T1": (1.0, "s"), "T2f": (1e3, "ms"), "omega0": (1.0, "rad/s")}
     nui = [p for p in nuisance if p not in M0_PARAMETERS]
     if set(M0_PARAMETERS) <= set(nuisance):
         nui = ["complex M0", *nui]
     kn = []
     for p, v in known.items():
-        scale, unit = units.get(p, (1.0, ""))
+        scale, unit = DISPLAY_SCALE.get(p, 1.0), DISPLAY_UNITS.get(p, "")
         kn.append(f"{p} = {v * scale:.4g} {unit}".rstrip())
     text = f"estimated {', '.join(estimated)}; unknown nuisance {', '.join(nui) or 'none'}"
     return text + (f"; known {', '.join(kn)}" if kn else "; no parameter known")

@@ -343,7 +343,7 @@ def summary_config(config: Mapping[str, Any]) -> dict[str, Any]:
         "normalization": train["normalization"],
         "train_threads": train["threads"],
         "device": config["compute"]["device"],
-        # the fine-tuning of the bias-reduced network (crbnn.learn.settings.settings_for_loss)
+        # the fine-tuning of the bias-reduced network (crbnn.learn.train_settings.settings_for_loss)
         # (epochs, lr, lr_step_epochs, batch_size: the sub-section's value, else the optimizer's)
         "bias_reduced": {
             **{k: train.get("bias_reduced", {}).get(k) for k in ("realizations", "lam", "delta", "init_from_crb")},

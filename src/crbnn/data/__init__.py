@@ -4,7 +4,7 @@
 * :mod:`crbnn.data.sequence`: pulse trains (alpha, TRF, TR)
 * :mod:`crbnn.data.basis`: temporal subspace bases
 * :mod:`crbnn.data.priors`: priors of the tissue parameters and seeded parameter tables
-* :mod:`crbnn.data.grids`: the regular test grids
+* :mod:`crbnn.data.test_grids`: the regular test grids
 * :mod:`crbnn.data.simulate`: subspace coefficients, Jacobians and CRBs of a parameter table
 * :mod:`crbnn.data.datasets`: parameter-table and data-set files (HDF5)
 """

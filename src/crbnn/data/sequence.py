@@ -178,11 +178,6 @@ def _read_plain(path: Path) -> tuple[NDArray[np.float64], NDArray[np.float64], f
     return arr[:, 0], arr[:, 1], tr
 
 
-def stored_tr(path: PathLike) -> float | None:
-    """The TR (s) a pulse-train file states itself: plain header or HDF5 attribute; None for ``.mat``."""
-    return _read_any(Path(path))[2]
-
-
 def _read_any(p: Path) -> tuple[NDArray[np.float64], NDArray[np.float64], float | None]:
     if not p.is_file():
         raise SequenceError(f"{p}: pulse-train file not found")

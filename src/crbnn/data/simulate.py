@@ -103,8 +103,3 @@ def simulate_coefficients(
         out["jacobian"] = jac
         out["crb"] = crbs
     return out
-
-
-def jacobian_names(estimated: Sequence[str] = DEFAULT_ESTIMATED, nuisance: Sequence[str] = DEFAULT_NUISANCE) -> tuple[str, ...]:
-    """Column names of the stored Jacobian (estimated first)."""
-    return tuple(estimated) + tuple(nuisance)

@@ -48,6 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crbnn.evaluate.grid import Estimator, bias_noise_floor, noisy_coefficients, point_statistics
+from crbnn.common.seeds import stream_seed
 from crbnn.physics.noise import crb_scale
 
 #: Coverage of the bootstrap intervals (percent): the 2.5 and 97.5 percentiles.
@@ -115,11 +116,6 @@ def bootstrap_statistics(
     return out
 
 
-def snr_seed(seed: int, index: int) -> int:
-    """Seed of the noise at the ``index``-th SNR (independent streams from one config seed)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
-
-
 def evaluate_snr_sweep(
     coefficients: NDArray[np.complex128],
     truth: NDArray[np.float64],
@@ -166,7 +162,7 @@ def evaluate_snr_sweep(
         if snr <= 0:
             raise ValueError(f"SNR must be > 0, got {snr}")
         m0_abs = float(snr) * float(sigma)
-        y, m0 = noisy_coefficients(c, realizations, m0_abs, sigma, snr_seed(seed, js), random_phase)
+        y, m0 = noisy_coefficients(c, realizations, m0_abs, sigma, stream_seed(seed, js), random_phase)
         crb_scaled = crb * crb_scale(sigma, m0_abs)
         for je, name in enumerate(names):
             spec = estimators[name]
@@ -183,7 +179,7 @@ def evaluate_snr_sweep(
                 raise ValueError(f"estimator {name!r} returned shape {est.shape}, expected {(m * k, E)}")
             est = est.reshape(m, k, E)
             st = point_statistics(est, truth[:m], crb_scaled[:m])
-            rng = np.random.default_rng(snr_seed(seed + 1, js * 1000 + je))
+            rng = np.random.default_rng(stream_seed(seed + 1, js * 1000 + je))
             for s, (v, lo, hi) in bootstrap_statistics(per_sample_values(st), rng, n_boot).items():
                 data[s][je, js], data[f"{s}_lo"][je, js], data[f"{s}_hi"][je, js] = v, lo, hi
             floor[je, js] = bias_noise_floor(st["std_over_sqrt_crb"], k)
@@ -191,7 +187,7 @@ def evaluate_snr_sweep(
                 samples[v][je, js, :m] = st[v.removeprefix("sample_")]
             if m_pair > 0 and k_pair > 0:
                 sp = point_statistics(est[:m_pair, :k_pair], truth[:m_pair], crb_scaled[:m_pair])
-                rng = np.random.default_rng(snr_seed(seed + 2, js * 1000 + je))
+                rng = np.random.default_rng(stream_seed(seed + 2, js * 1000 + je))
                 for s, (v, lo, hi) in bootstrap_statistics(per_sample_values(sp), rng, n_boot).items():
                     data[f"paired_{s}"][je, js] = v
                     data[f"paired_{s}_lo"][je, js], data[f"paired_{s}_hi"][je, js] = lo, hi

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from crbnn.common.seeds import derive_seed
 from crbnn.evaluate.grid import Estimator
-from crbnn.learn.data import TrainingData, draw_noisy
+from crbnn.learn.training_data import TrainingData, draw_noisy
 from crbnn.learn.model_file import check_regime, predict
 from crbnn.learn.nets import EstimatorNet
 from crbnn.physics.noise import add_noise, crb_scale, draw_m0

@@ -15,7 +15,6 @@ folder) raises an OSError naming the path and the cause.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,9 +25,9 @@ from typing import Any
 
 import torch
 
-from crbnn.common.io import write_torch
-from crbnn.learn.data import TrainingData
-from crbnn.learn.settings import TrainSettings
+from crbnn.common.io import sha256_arrays, write_torch
+from crbnn.learn.training_data import TrainingData
+from crbnn.learn.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,8 @@ def checkpoint_path(checkpoint_dir: str | os.PathLike[str] | None) -> Path | Non
 
 def fingerprint(settings: TrainSettings, loss: str, train: TrainingData, val: TrainingData, init: str) -> str:
     """sha256 of what decides the run: settings, loss, both data sets and the initial weights' hash."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"settings": settings.to_dict(), "loss": loss, "init": init}, sort_keys=True).encode())
-    h.update(train.fingerprint().encode())
-    h.update(val.fingerprint().encode())
-    return h.hexdigest()
+    head = json.dumps({"settings": settings.to_dict(), "loss": loss, "init": init}, sort_keys=True).encode()
+    return sha256_arrays(head, train.fingerprint().encode(), val.fingerprint().encode())
 
 
 def to_cpu(obj: Any) -> Any:
@@ -143,12 +139,3 @@ def load_checkpoint(path: Path | None, run_fingerprint: str) -> dict[str, Any] |
         return ckpt
     return None
 
-
-def remove_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> None:
-    """Delete the checkpoint after the final model is safely written (a later rerun starts afresh)."""
-    (Path(checkpoint_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)
-    (Path(checkpoint_dir) / PREVIOUS_NAME).unlink(missing_ok=True)
-    try:
-        Path(checkpoint_dir).rmdir()  # only when empty
-    except OSError:
-        pass

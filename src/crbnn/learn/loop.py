@@ -3,7 +3,7 @@
 :func:`train_network` runs the phases in order: set up the network (:func:`init_model`, or a given
 one to fine-tune) and the :class:`TrainingState`, resume from a matching checkpoint
 (:mod:`crbnn.learn.checkpoints`), then per epoch :func:`train_epoch` (fresh noise for every batch,
-:func:`crbnn.learn.data.draw_noisy`), :func:`validate_epoch` (averaged weights on the fixed validation
+:func:`crbnn.learn.training_data.draw_noisy`), :func:`validate_epoch` (averaged weights on the fixed validation
 set), a history row and, when due, a checkpoint; :func:`finish` returns the best validated averaged
 weights with the meta that inference needs (:mod:`crbnn.learn.model_file`).
 
@@ -16,7 +16,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import math
 import os
@@ -29,9 +28,10 @@ import numpy as np
 import torch
 
 from crbnn.common.interrupt import Interrupted
+from crbnn.common.io import sha256_arrays
 from crbnn.common.seeds import derive_seed
 from crbnn.learn.checkpoints import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint, to_cpu
-from crbnn.learn.data import (
+from crbnn.learn.training_data import (
     TrainingData,
     ValidationSet,
     draw_noisy,
@@ -42,50 +42,9 @@ from crbnn.learn.data import (
 from crbnn.learn.losses import LOSSES, bias_reduced_loss, compute_loss, crb_normalized_errors
 from crbnn.learn.model_file import build_meta
 from crbnn.learn.nets import EstimatorNet, build_network, count_weights
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(
-    model: EstimatorNet,
-    coefficients: torch.Tensor,
-    settings: TrainSettings,
-    generator: torch.Generator,
-    batches: int = 20,
-) -> None:
-    """Re-estimate BatchNorm's running statistics with the weights frozen.
-
-    During training BatchNorm keeps exponential moving averages (momentum 0.1) of the batch
-    statistics, i.e. of roughly the last ten batches, each computed with different weights.  Late in
-    an epoch at a high learning rate these lag the weights, and the eval-mode network they define
-    differs from epoch to epoch far more than the weights do: the validation loss jumps
-    (benchmarks/validation_stability.py).  This replaces them by exact averages (``momentum=None``)
-    over ``batches`` fresh noisy training batches of ``settings.batch_size`` signals, drawn with
-    ``generator`` (the training noise stream is untouched).  No weight changes; a network without
-    BatchNorm is left as it is.
-    """
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns or batches <= 0:
-        return
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative (exact) average
-    was_training = model.training
-    model.train()
-    n, bs = int(coefficients.shape[0]), max(2, int(settings.batch_size))
-    order = torch.randperm(n, generator=generator)
-    for k in range(batches):
-        idx = order[(k * bs) % n : (k * bs) % n + bs]
-        if len(idx) < 2:
-            continue
-        y, _ = draw_noisy(coefficients[idx.to(coefficients.device)], generator, settings.sigma, settings.m0_range)
-        model(normalize_inputs(y, settings.normalization))
-    for m, mom in zip(bns, momenta):
-        m.momentum = mom
-    model.train(was_training)
 
 
 @torch.no_grad()
@@ -134,10 +93,9 @@ def clip_adaptive(model: torch.nn.Module, recent_norms: list[float], factor: flo
     (before clipping) to ``recent_norms``, which the caller keeps (and checkpoints).  Returns the norm.
 
     Why: the CRB-normalized loss weights each signal by 1/CRB, which spans four orders of magnitude, so
-    a batch that holds a badly estimated low-CRB signal has a gradient 10-100 times the median.  Adam
-    then moves every weight by up to ~30 learning rates at once and the network jumps (the validation
-    loss went from 1.1 to 4.7 in one epoch at lr 4e-5 before this clip).  A threshold relative to the
-    recent median follows the gradient's scale through training.
+    a batch that holds a badly estimated low-CRB signal has a gradient far above the median.  Adam
+    then moves every weight by many learning rates at once and the network jumps.  A threshold
+    relative to the recent median follows the gradient's scale through training.
     """
     params = [p for p in model.parameters() if p.grad is not None]
     norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
@@ -163,11 +121,11 @@ def _ema_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Te
 def averaged_model(model: EstimatorNet, decay: float) -> torch.optim.swa_utils.AveragedModel:
     """Exponential moving average of the weights and BatchNorm statistics of ``model``.
 
-    Why: the validation loss of the last iterate jumps from epoch to epoch (by up to 10x in earlier
-    runs) because the CRB-normalized loss weights signals whose CRB spans four orders of magnitude,
-    so Adam's iterate wanders at the learning rates that train fastest.  Re-estimating BatchNorm's
-    statistics does not remove the jumps; averaging the iterates does (median jump 6x smaller,
-    benchmarks/validation_stability.py).  The averaged network is the one validated and saved.
+    Why: the validation loss of the last iterate can jump from epoch to epoch because the
+    CRB-normalized loss weights signals whose CRB spans four orders of magnitude, so Adam's iterate
+    wanders at the learning rates that train fastest; the average moves slowly
+    (benchmarks/validation_stability.py measures the jumps of both).  The averaged network is the
+    one validated and saved.
     """
     return torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(decay), use_buffers=True)
 
@@ -193,8 +151,7 @@ def init_model(settings: TrainSettings, data: TrainingData) -> EstimatorNet:
 
 def _weights_hash(model: torch.nn.Module) -> str:
     """sha256 of a network's weights (part of the run's fingerprint when training starts from one)."""
-    parts = (v.detach().cpu().contiguous().numpy().tobytes() for v in model.state_dict().values())
-    return hashlib.sha256(b"".join(parts)).hexdigest()
+    return sha256_arrays(*(v.detach().cpu().numpy() for v in model.state_dict().values()))
 
 
 @dataclass

@@ -22,9 +22,9 @@ from numpy.typing import NDArray
 
 from crbnn import __version__
 from crbnn.common.io import write_torch
-from crbnn.learn.data import TrainingData, normalize_inputs
+from crbnn.learn.training_data import TrainingData, normalize_inputs
 from crbnn.learn.nets import EstimatorNet, build_from_architecture
-from crbnn.learn.settings import TrainSettings
+from crbnn.learn.train_settings import TrainSettings
 
 
 def build_meta(model: EstimatorNet, settings: TrainSettings, loss: str, data: TrainingData) -> dict[str, Any]:

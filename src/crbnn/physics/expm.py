@@ -48,7 +48,7 @@ def _rmul(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (m.reshape(b, n * k, n) @ x).reshape(b, n, k, n)
 
 
-def expm_frechet(
+def expm_frechet_torch(
     a: torch.Tensor, e: torch.Tensor | None = None, chunk: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """exp(a) and the Frechet derivatives L(a, e_k) for a stack of matrices.
@@ -58,7 +58,7 @@ def expm_frechet(
     L(a, e_k) = d/dh expm(a + h e_k) at h = 0.
 
     >>> a = torch.tensor([[[0.0, 1.0], [-1.0, 0.0]]], dtype=torch.float64)
-    >>> r, _ = expm_frechet(a)
+    >>> r, _ = expm_frechet_torch(a)
     >>> torch.allclose(r[0], torch.tensor([[math.cos(1), math.sin(1)], [-math.sin(1), math.cos(1)]], dtype=torch.float64))
     True
     """
@@ -77,7 +77,7 @@ def expm_frechet(
 
 def _expm_frechet_block(a: torch.Tensor, e: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     if a.ndim != 3 or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"expm_frechet: expected a stack of square matrices [B, n, n], got {tuple(a.shape)}")
+        raise ValueError(f"expm_frechet_torch: expected a stack of square matrices [B, n, n], got {tuple(a.shape)}")
     bsz, n, _ = a.shape
     if bsz == 0:
         return a.clone(), None if e is None else e.clone()

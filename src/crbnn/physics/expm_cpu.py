@@ -1,6 +1,6 @@
 """Fast CPU kernel (numba) for batched 6x6 matrix exponentials with Frechet derivatives.
 
-Drop-in replacement of :func:`crbnn.physics.expm.expm_frechet` on the CPU for the matrices of the
+Drop-in replacement of :func:`crbnn.physics.expm.expm_frechet_torch` on the CPU for the matrices of the
 physics model: ``a`` [B, 6, 6] and ``e`` [B, 6, K, 6] (direction k is ``e[:, :, k, :]``) real
 float64 *affine generators*, i.e. the last row of every ``a`` and of every direction is exactly
 zero.  Then ``expm(a)[5] = e_6`` and ``L[5] = 0`` and only rows 0-4 are computed: every product
@@ -17,7 +17,7 @@ them; ``prange`` over blocks; the K directions are processed one after the other
 so that the working set stays in the L1/L2 cache.
 
 Inputs that the kernel does not handle (other n, complex dtype, non-CPU tensors, a non-zero last
-row) are passed on to :func:`crbnn.physics.expm.expm_frechet` unchanged.
+row) are passed on to :func:`crbnn.physics.expm.expm_frechet_torch` unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from crbnn.common._numba import numba
-from crbnn.physics.expm import THETA13, expm_frechet
+from crbnn.physics.expm import THETA13, expm_frechet_torch
 
 njit = numba.njit
 prange = numba.prange
@@ -377,11 +377,11 @@ def _supported(a: torch.Tensor, e: torch.Tensor | None) -> bool:
 
 
 def expm_frechet_cpu(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """exp(a) and the Frechet derivatives L(a, e_k), as :func:`crbnn.physics.expm.expm_frechet`, on the CPU.
+    """exp(a) and the Frechet derivatives L(a, e_k), as :func:`crbnn.physics.expm.expm_frechet_torch`, on the CPU.
 
     ``a``: [B, 6, 6] float64 CPU tensor whose last row is zero; ``e``: [B, 6, K, 6] with zero
     last row (``e[:, 5] == 0``) or ``None``.  Returns ``(expm(a) [B, 6, 6], L [B, 6, K, 6] or
-    None)``, new float64 CPU tensors.  Other inputs are handed to :func:`crbnn.physics.expm.expm_frechet`.
+    None)``, new float64 CPU tensors.  Other inputs are handed to :func:`crbnn.physics.expm.expm_frechet_torch`.
     Runs on ``torch.get_num_threads()`` numba threads (at most numba's maximum).
 
     >>> a = torch.zeros(1, 6, 6, dtype=torch.float64); a[0, 0, 5] = 1.0; a[0, 0, 0] = -1.0
@@ -390,7 +390,7 @@ def expm_frechet_cpu(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[to
     True
     """
     if not _supported(a, e):
-        return expm_frechet(a, e)
+        return expm_frechet_torch(a, e)
     an = np.ascontiguousarray(a.detach().numpy())
     bsz = an.shape[0]
     if e is None or e.shape[2] == 0:

@@ -29,7 +29,7 @@ import torch
 from numpy.typing import NDArray
 from scipy.interpolate import CubicSpline
 
-from crbnn.common.io import atomic_write, cache_dir
+from crbnn.common.io import atomic_write, cache_dir, sha256_arrays
 from crbnn.physics.greens import greens_superlorentzian
 
 log = logging.getLogger(__name__)
@@ -165,9 +165,7 @@ def _solve_rho(tau: NDArray, omega: NDArray, z: NDArray, rho_lo: float = 1e-3, r
 
 
 def _grid_hash(meta: dict) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    return sha256_arrays(json.dumps(meta, sort_keys=True).encode())[:16]
 
 
 @dataclass

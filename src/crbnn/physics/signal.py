@@ -4,7 +4,7 @@ Implements docs/physics.md sections 2, 4 and 5 in PyTorch, float64, batched over
 CPU or CUDA with the same code, with exact Jacobians (forward sensitivities):
 
 * per-pulse propagators ``expm(H T)`` and their Frechet derivatives in all requested directions
-  at once (:func:`crbnn.physics.expm.expm_frechet`; on GPUs and in the pure-torch path); on the CPU with
+  at once (:func:`crbnn.physics.expm.expm_frechet_torch`; on GPUs and in the pure-torch path); on the CPU with
   numba the pulse derivatives are computed only as the vectors the sensitivities need,
   ``L(H T, dH/dtheta T) v`` with v the state entering the pulse (:mod:`crbnn.physics.pulse_cpu`, same
   numbers to rounding); free precession depends only on TRF, so it is computed once per distinct
@@ -26,8 +26,20 @@ import numpy as np
 import torch
 
 from crbnn.common.parameters import GENERAL_PARAMETERS, PAPER_PARAMETERS, TISSUE_PARAMETERS
-from crbnn.physics.expm import expm_frechet as _expm_frechet_torch
+from crbnn.physics.expm import expm_frechet_torch
 from crbnn.physics.expm_cpu import expm_cached_cpu, expm_frechet_cpu
+from crbnn.physics.hamiltonian import (
+    _ELEMENTARY,
+    XF,
+    XS,
+    YF,
+    ZF,
+    ZS,
+    _build,
+    _Directions,
+    _directions_tensor,
+    _hamiltonian_entries,
+)
 from crbnn.physics.pulse_cpu import ELEMENTARY_CPU, pulse_directional_cpu
 from crbnn.physics.r2sl import R2slTable, default_table
 from crbnn.physics.recurrence import (
@@ -46,18 +58,11 @@ from . import recurrence as _recurrence
 Number = Union[float, int, complex, np.ndarray, torch.Tensor]
 
 
-XF, YF, ZF, XS, ZS, C = range(6)
-
-
-# Elementary directions: dH/d(elementary) as lists of (row, col, factor-name) entries.
-_ELEMENTARY = ("m0s", "R1f", "R1s", "R2f", "Rex", "omega0", "B1w", "R2sl")
-
-
 def expm_frechet(a: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """exp(a) and Frechet derivatives: the numba kernel on the CPU, the torch code on a GPU."""
     if a.device.type == "cpu":
         return expm_frechet_cpu(a, e)
-    return _expm_frechet_torch(a, e)
+    return expm_frechet_torch(a, e)
 
 
 def _action_path(x: torch.Tensor) -> bool:
@@ -107,116 +112,41 @@ def _check_sequence(alpha: torch.Tensor, trf: torch.Tensor, tr: float) -> None:
         raise ValueError(f"pulse train: TR = {tr} s must exceed the longest pulse TRF = {float(trf.max()):.6g} s")
 
 
-class _Directions:
-    """Requested derivative directions as linear combinations of elementary directions.
+def _pulse_directions(
+    alpha: torch.Tensor, trf: torch.Tensor, p: dict[str, torch.Tensor], dirs: _Directions, table: R2slTable
+) -> tuple[torch.Tensor, _Directions]:
+    """Per-pulse R2sl [S, N] (docs/physics.md section 3) and the directions with R2sl resolved per pulse.
 
-    ``coef[d][elem]`` is a tensor broadcastable to [S] (per signal) or [S, N] (per pulse).
+    A direction's ``R2sl_dT2s`` / ``R2sl_dB1`` coefficients become the per-pulse coefficient of the
+    elementary R2sl direction (chain rule through the table's derivatives); per-signal coefficients
+    get a pulse axis ([S] -> [S, 1]).
     """
-
-    def __init__(self) -> None:
-        self.coef: list[dict[str, torch.Tensor]] = []
-
-    def add(self, combo: dict[str, torch.Tensor]) -> None:
-        self.coef.append(combo)
-
-    def __len__(self) -> int:
-        return len(self.coef)
-
-
-def _hamiltonian_entries(p: Mapping[str, torch.Tensor], w1: torch.Tensor, r2sl: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
-    """Non-zero entries of H (docs/physics.md section 2) at M0 = 1, broadcast over [S, P]."""
-    m0s = p["m0s"]
-    m0f = 1.0 - m0s
-    b1w1 = p["B1"] * w1
-    return {
-        (XF, XF): -p["R2f"],
-        (XF, YF): -p["omega0"],
-        (XF, ZF): b1w1,
-        (YF, XF): p["omega0"],
-        (YF, YF): -p["R2f"],
-        (ZF, XF): -b1w1,
-        (ZF, ZF): -p["R1f"] - p["Rex"] * m0s,
-        (ZF, ZS): p["Rex"] * m0f,
-        (ZF, C): p["R1f"] * m0f,
-        (XS, XS): -r2sl,
-        (XS, ZS): b1w1,
-        (ZS, ZF): p["Rex"] * m0s,
-        (ZS, XS): -b1w1,
-        (ZS, ZS): -p["R1s"] - p["Rex"] * m0f,
-        (ZS, C): p["R1s"] * m0s,
-    }
-
-
-def _elementary_entries(name: str, p: Mapping[str, torch.Tensor], w1: torch.Tensor) -> list[tuple[int, int, torch.Tensor | float]]:
-    """dH/d(elementary direction) at M0 = 1."""
-    m0s = p["m0s"]
-    rex = p["Rex"]
-    if name == "m0s":
-        return [(ZF, ZF, -rex), (ZF, ZS, -rex), (ZF, C, -p["R1f"]), (ZS, ZF, rex), (ZS, ZS, rex), (ZS, C, p["R1s"])]
-    if name == "R1f":
-        return [(ZF, ZF, -1.0), (ZF, C, 1.0 - m0s)]
-    if name == "R1s":
-        return [(ZS, ZS, -1.0), (ZS, C, m0s)]
-    if name == "R2f":
-        return [(XF, XF, -1.0), (YF, YF, -1.0)]
-    if name == "Rex":
-        return [(ZF, ZF, -m0s), (ZF, ZS, 1.0 - m0s), (ZS, ZF, m0s), (ZS, ZS, -(1.0 - m0s))]
-    if name == "omega0":
-        return [(XF, YF, -1.0), (YF, XF, 1.0)]
-    if name == "B1w":
-        return [(XF, ZF, w1), (ZF, XF, -w1), (XS, ZS, w1), (ZS, XS, -w1)]
-    if name == "R2sl":
-        return [(XS, XS, -1.0)]
-    raise KeyError(name)
-
-
-def _build(shape: tuple[int, ...], entries, dtype, device) -> torch.Tensor:
-    out = torch.zeros(*shape, 6, 6, dtype=dtype, device=device)
-    for (i, j), v in entries.items():
-        out[..., i, j] = v
-    return out
-
-
-def _directions_tensor(
-    dirs: _Directions, p: Mapping[str, torch.Tensor], w1: torch.Tensor, t: torch.Tensor, shape: tuple[int, ...],
-    allowed: Sequence[str], device,
-) -> torch.Tensor:
-    """E = dH/dtheta_k * T in layout [*shape, 6, K, 6]; elementary directions not in ``allowed`` are zero."""
-    k = len(dirs)
-    e = torch.zeros(*shape, 6, k, 6, dtype=torch.float64, device=device)
-    for d, combo in enumerate(dirs.coef):
-        for name, c in combo.items():
-            if name not in allowed:
-                continue
-            for i, j, v in _elementary_entries(name, p, w1):
-                e[..., i, d, j] += c * v * t  # broadcasts over [*shape]
-    return e
-
-
-def _steady_state(
-    alpha: torch.Tensor, trf: torch.Tensor, tr: float, p: dict[str, torch.Tensor], dirs: _Directions, table: R2slTable
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Echo states m_n [S, N, 6] and the derivatives of their xf, yf rows [S, N, 2, K] (None if K = 0) at M0 = 1."""
-    device = alpha.device
-    s_count = p["m0s"].shape[0]
-    n = alpha.shape[0]
-    k = len(dirs)
-    dt = torch.float64
-    # ---------------- per-pulse R2sl and its derivatives
-    w1 = (alpha / trf)[None, :]  # [1, N]
     r2sl, dr_dt2s, dr_db1 = table.lookup(trf[None, :], alpha[None, :], p["B1"][:, None], p["T2s"][:, None])
-    ps = {key: val[:, None] for key, val in p.items()}  # [S, 1]
-    # resolve per-pulse coefficients of R2sl in each direction
     dirs_pulse = _Directions()
     for combo in dirs.coef:
         c2 = dict(combo)
         if "R2sl_dT2s" in c2 or "R2sl_dB1" in c2:
             c2["R2sl"] = c2.pop("R2sl_dT2s", 0.0) * dr_dt2s + c2.pop("R2sl_dB1", 0.0) * dr_db1
         dirs_pulse.add({kk: (vv[:, None] if isinstance(vv, torch.Tensor) and vv.ndim == 1 else vv) for kk, vv in c2.items()})
+    return r2sl, dirs_pulse
 
-    # ---------------- all pulses in one batch; pulse 1 (crushed inversion) is patched afterwards:
-    # its generator keeps only the semi-solid block [[-R2sl, B1 w1], [-B1 w1, 0]] (saturation
-    # without relaxation or exchange) and its free-pool part is the instantaneous rotation.
+
+def _pulse_propagators(
+    alpha: torch.Tensor, trf: torch.Tensor, p: dict[str, torch.Tensor], ps: dict[str, torch.Tensor],
+    r2sl: torch.Tensor, dirs_pulse: _Directions,
+) -> tuple[torch.Tensor, torch.Tensor | None, object, bool, torch.Tensor, list]:
+    """Pulse propagators exp(H_n TRF_n) [S, N, 6, 6] (docs/physics.md section 4) and their derivatives.
+
+    All pulses in one batch; pulse 1 (the crushed inversion) is patched afterwards: its generator keeps
+    only the semi-solid block [[-R2sl, B1 w1], [-B1 w1, 0]] (saturation without relaxation or
+    exchange) and its free-pool part is the instantaneous rotation by theta = B1 alpha_1.  Returns
+    ``(pp, dp, cache, action, theta, dtheta)``: ``dp`` [S, N, 6, K, 6] the Frechet derivatives (None on
+    the CPU action path, where ``cache`` holds the Pade factors for :mod:`crbnn.physics.pulse_cpu`),
+    ``theta`` [S] and ``dtheta`` (per direction, d theta / d direction).
+    """
+    device, dt = alpha.device, torch.float64
+    s_count, n, k = p["m0s"].shape[0], alpha.shape[0], len(dirs_pulse)
+    w1 = (alpha / trf)[None, :]  # [1, N]
     shape = (s_count, n)
     t_p = trf[None, :]
     ent = _hamiltonian_entries(ps, w1, r2sl)
@@ -251,8 +181,16 @@ def _steady_state(
             dp[:, 0, XF, d, XF] = 0.5 * torch.sin(theta) * dth
             dp[:, 0, YF, d, YF] = -0.5 * torch.sin(theta) * dth
             dp[:, 0, ZF, d, ZF] = -torch.sin(theta) * dth
+    return pp, dp, cache, action, theta, dtheta
 
-    # ---------------- free precession, once per distinct interval
+
+def _free_precession(
+    trf: torch.Tensor, tr: float, ps: dict[str, torch.Tensor], dirs: _Directions, s_count: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Free precession Dxs exp(H_0 t) over the half intervals t (docs/physics.md section 4), once per
+    distinct interval: ``(pf [S, U, 6, 6], dpf [S, U, 6, K, 6] or None, inv [N])``; pulse n uses
+    ``pf[:, inv[n]]``.  The xs spoiler Dxs zeroes row xs of both."""
+    device, dt, k = trf.device, torch.float64, len(dirs)
     tfp_all = torch.cat([torch.full((1,), tr / 2, dtype=dt, device=device), (tr - trf[1:]) / 2])
     tfp_u, inv = torch.unique(tfp_all, return_inverse=True)
     nu = tfp_u.shape[0]
@@ -274,42 +212,82 @@ def _steady_state(
         dpf = None
     pf = pf.reshape(*ushape, 6, 6)  # per distinct interval; pulse n uses pf[:, inv[n]]
     pf[..., XS, :] = 0.0
+    return pf, dpf, inv
 
-    # ---------------- repetition operators U_n = Pfp Ppulse Rz Pfp
-    u = compose_repetition(pf, inv, pp)  # [S, N, 6, 6]
 
-    # ---------------- sweep 1: partial products Phi_n = U_n ... U_2, cycle operator A = U_1 Phi_N
+def _fixed_point(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Sweep 1 (docs/physics.md section 5): partial products Phi_n = U_n ... U_2, the cycle operator
+    A = U_1 Phi_N, the fixed point m_1 = A m_1 and every echo m_n = Phi_n m_1.
+
+    Returns ``(m [S, N, 6], phi, (lu, piv))``: the LU factors of I - A (5x5) serve the tangents too.
+    """
+    s_count, dt, device = u.shape[0], u.dtype, u.device
     phi, a = prefix_products(u)
     eye5 = torch.eye(5, dtype=dt, device=device)
     ia = eye5 - a[:, :5, :5]
     lu, piv = torch.linalg.lu_factor(ia)
     m1 = torch.ones(s_count, 6, dtype=dt, device=device)
     m1[:, :5] = torch.linalg.lu_solve(lu, piv, a[:, :5, 5:6])[..., 0]
-    m = echo_states(phi, m1)  # [S, N, 6]
-    if not k:
-        return m, None
+    return echo_states(phi, m1), phi, (lu, piv)
 
-    # ---------------- sources q_n = dU_n m_{n-1}
-    if action:
-        v2 = pulse_inputs(pf, inv, m)  # [S, N, 6] state entering each pulse
-        coef, cr2 = _direction_coefficients(dirs_pulse, s_count, n, device)
-        pars = torch.stack([p["m0s"], p["R1f"], p["R1s"], p["Rex"]], dim=1)
-        dpv = pulse_directional_cpu(cache, v2.reshape(-1, 6), trf, alpha / trf, pars, coef, cr2).reshape(s_count, n, 6, k)
-        st = torch.sin(theta)
-        for d, dth in enumerate(dtheta):  # the inversion's instantaneous free-pool rotation
-            dpv[:, 0, XF, d] += 0.5 * st * dth * v2[:, 0, XF]
-            dpv[:, 0, YF, d] -= 0.5 * st * dth * v2[:, 0, YF]
-            dpv[:, 0, ZF, d] -= st * dth * v2[:, 0, ZF]
-        q = tangent_sources_dpv(pf, dpf, inv, pp, dpv, v2, m)
-    else:
-        q = tangent_sources(pf, dpf, inv, pp, dp, m)  # [S, N, 6, K]
 
-    # ---------------- sweep 2: tangents with dm_1 = 0, then the fixed-point correction
+def _sources(
+    alpha: torch.Tensor, trf: torch.Tensor, p: dict[str, torch.Tensor], dirs_pulse: _Directions,
+    pf: torch.Tensor, dpf: torch.Tensor, inv: torch.Tensor, pp: torch.Tensor, dp: torch.Tensor | None,
+    cache: object, action: bool, theta: torch.Tensor, dtheta: list, m: torch.Tensor,
+) -> torch.Tensor:
+    """Sources q_n = dU_n m_{n-1} [S, N, 6, K] of the tangent recurrence (docs/physics.md section 5).
+
+    On the CPU action path the pulse derivatives come as vectors L(A_n, E_nk) v_n
+    (:func:`crbnn.physics.pulse_cpu.pulse_directional_cpu`), plus the inversion's instantaneous
+    free-pool rotation; otherwise from the Frechet matrices ``dp``.
+    """
+    if not action:
+        return tangent_sources(pf, dpf, inv, pp, dp, m)
+    s_count, n, k = p["m0s"].shape[0], alpha.shape[0], len(dirs_pulse)
+    v2 = pulse_inputs(pf, inv, m)  # [S, N, 6] state entering each pulse
+    coef, cr2 = _direction_coefficients(dirs_pulse, s_count, n, alpha.device)
+    pars = torch.stack([p["m0s"], p["R1f"], p["R1s"], p["Rex"]], dim=1)
+    dpv = pulse_directional_cpu(cache, v2.reshape(-1, 6), trf, alpha / trf, pars, coef, cr2).reshape(s_count, n, 6, k)
+    st = torch.sin(theta)
+    for d, dth in enumerate(dtheta):  # the inversion's instantaneous free-pool rotation
+        dpv[:, 0, XF, d] += 0.5 * st * dth * v2[:, 0, XF]
+        dpv[:, 0, YF, d] -= 0.5 * st * dth * v2[:, 0, YF]
+        dpv[:, 0, ZF, d] -= st * dth * v2[:, 0, ZF]
+    return tangent_sources_dpv(pf, dpf, inv, pp, dpv, v2, m)
+
+
+def _tangents(u: torch.Tensor, q: torch.Tensor, phi: torch.Tensor, lu_piv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Sweep 2 (docs/physics.md section 5): tangents of rows xf, yf [S, N, 2, K] with dm_1 = 0, then the
+    fixed-point correction (I - A) dm_1 = dA m_1 (the LU factors of sweep 1)."""
+    lu, piv = lu_piv
+    s_count, k = u.shape[0], q.shape[-1]
     g, gcycle = affine_recurrence(u, q, rows=2)  # the signal needs rows xf, yf only
-    dm1 = torch.zeros(s_count, 6, k, dtype=dt, device=device)
+    dm1 = torch.zeros(s_count, 6, k, dtype=u.dtype, device=u.device)
     dm1[:, :5] = torch.linalg.lu_solve(lu, piv, gcycle[:, :5])
-    dm = corrected_tangents(g, phi, dm1)
-    return m, dm
+    return corrected_tangents(g, phi, dm1)
+
+
+def _steady_state(
+    alpha: torch.Tensor, trf: torch.Tensor, tr: float, p: dict[str, torch.Tensor], dirs: _Directions, table: R2slTable
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Echo states m_n [S, N, 6] and the derivatives of their xf, yf rows [S, N, 2, K] (None if K = 0) at M0 = 1.
+
+    The six steps of docs/physics.md sections 3-5: per-pulse R2sl, pulse propagators, free precession,
+    repetition operators U_n = Pfp Ppulse Rz Pfp, sweep 1 (fixed point and echoes), sources and
+    sweep 2 (tangents).
+    """
+    s_count = p["m0s"].shape[0]
+    ps = {key: val[:, None] for key, val in p.items()}  # [S, 1]
+    r2sl, dirs_pulse = _pulse_directions(alpha, trf, p, dirs, table)
+    pp, dp, cache, action, theta, dtheta = _pulse_propagators(alpha, trf, p, ps, r2sl, dirs_pulse)
+    pf, dpf, inv = _free_precession(trf, tr, ps, dirs, s_count)
+    u = compose_repetition(pf, inv, pp)  # [S, N, 6, 6]
+    m, phi, lu_piv = _fixed_point(u)
+    if not len(dirs):
+        return m, None
+    q = _sources(alpha, trf, p, dirs_pulse, pf, dpf, inv, pp, dp, cache, action, theta, dtheta, m)
+    return m, _tangents(u, q, phi, lu_piv)
 
 
 def _resolve_table(r2sl: R2slTable | None) -> R2slTable:

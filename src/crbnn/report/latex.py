@@ -375,7 +375,7 @@ def network_macros(network: Mapping[str, Any] | None) -> dict[str, str]:
     }
 
 
-#: the network input of each ``train.normalization`` (crbnn.learn.data.normalize_inputs), in words
+#: the network input of each ``train.normalization`` (crbnn.learn.training_data.normalize_inputs), in words
 NORMALIZATION_TEXT = {
     "first_coefficient": ("the $R$ complex coefficients are divided by the first one, which removes the "
                           "scale and the phase of $M_0$, and split into their real and imaginary parts"),

@@ -1,12 +1,22 @@
-"""Training settings of one network (TrainSettings) from the config's train section."""
+"""Training settings of one network (TrainSettings) from the config's train section.
+
+The defaults have one home: ``workflow/schemas/train.schema.yaml``.  The workflow validates the
+config against it (defaults filled in) and passes complete settings; :meth:`TrainSettings.from_dict`
+fills any key a caller leaves out (tests, benchmarks) from the same schema (:func:`schema_defaults`).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from crbnn.learn.losses import LOSSES
+
+#: The schema of the config's ``train`` section: the one home of the training defaults.
+TRAIN_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "train.schema.yaml"
 
 NORMALIZATIONS = ("l2", "first_coefficient")
 
@@ -20,40 +30,43 @@ class TrainSettings:
     between multiplications of the learning rate by ``lr_gamma``; ``batch_size`` signals per batch
     (each with ``realizations`` noise draws for the ``bias_reduced`` loss).
 
+    Every field is required; :meth:`from_dict` takes the missing ones from the schema defaults.
+
     Example:
-        >>> TrainSettings.from_dict({"epochs": 3, "network": {"preset": "tiny"}}).epochs
-        3
+        >>> s = TrainSettings.from_dict({"epochs": 3, "network": {"preset": "tiny"}})
+        >>> s.epochs, s.lr == schema_defaults()["lr"]
+        (3, True)
     """
 
-    seed: int = 1
-    sigma: float = 0.01
-    m0_range: tuple[float, float] = (0.1, 1.0)
-    normalization: str = "l2"
-    network: dict[str, Any] = field(default_factory=lambda: {"preset": "default"})
-    epochs: int = 100
-    batch_size: int = 1024
-    lr: float = 0.01
-    lr_step_epochs: int = 40
-    lr_gamma: float = 0.5
-    grad_clip: float | None = None
-    grad_clip_factor: float | None = None
-    weight_decay: float = 0.0
-    max_train_samples: int | None = None
-    val_seed: int = 2
-    checkpoint_every: int = 5
-    realizations: int = 8
-    lam: float = 1.0
-    delta: float = 1.0
-    ema_decay: float = 0.995
+    seed: int
+    sigma: float
+    m0_range: tuple[float, float]
+    normalization: str
+    network: dict[str, Any]
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_step_epochs: int
+    lr_gamma: float
+    grad_clip: float | None
+    grad_clip_factor: float | None
+    weight_decay: float
+    max_train_samples: int | None
+    val_seed: int
+    checkpoint_every: int
+    realizations: int
+    lam: float
+    delta: float
+    ema_decay: float
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainSettings:
-        """Build from a flat dict; unknown keys are an error."""
-        known = {f for f in cls.__dataclass_fields__}
+        """Build from a flat dict, missing keys from :func:`schema_defaults`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
-        kw = dict(d)
+        kw = {**schema_defaults(), **d}
         if "m0_range" in kw:
             kw["m0_range"] = tuple(float(v) for v in kw["m0_range"])
         s = cls(**kw)
@@ -115,7 +128,8 @@ def settings_for_loss(train_config: Mapping[str, Any], loss: str) -> dict[str, A
     if "sigma" in noise:
         out["sigma"] = noise["sigma"]
     if "m0_min" in noise or "m0_max" in noise:
-        out["m0_range"] = [noise.get("m0_min", 0.1), noise.get("m0_max", 1.0)]
+        dflt = _train_section_defaults()["noise"]
+        out["m0_range"] = [noise.get("m0_min", dflt["m0_min"]), noise.get("m0_max", dflt["m0_max"])]
     for key in ("epochs", "batch_size", "lr", "lr_step_epochs", "lr_gamma", "grad_clip", "grad_clip_factor", "weight_decay",
                 "ema_decay"):
         if key in c.get("optimizer", {}):
@@ -129,3 +143,42 @@ def settings_for_loss(train_config: Mapping[str, Any], loss: str) -> dict[str, A
             if br.get(key) is not None:
                 out[key] = br[key]
     return out
+
+
+def _defaults_of(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults of an object schema's properties, nested objects filled in (as jsonschema's
+    ``set_default`` does for an empty section)."""
+    out: dict[str, Any] = {}
+    for key, sub in schema.get("properties", {}).items():
+        if "properties" in sub:
+            out[key] = {**(sub.get("default") or {}), **_defaults_of(sub)}
+        elif "default" in sub:
+            out[key] = sub["default"]
+    return out
+
+
+@functools.cache
+def _train_section_defaults() -> dict[str, Any]:
+    import yaml
+
+    if not TRAIN_SCHEMA.is_file():
+        raise FileNotFoundError(f"{TRAIN_SCHEMA}: the training defaults live in this schema; run from a checkout "
+                                "of the repository (pip install -e .) or pass every training setting")
+    return _defaults_of(yaml.safe_load(TRAIN_SCHEMA.read_text()))
+
+
+def schema_defaults() -> dict[str, Any]:
+    """Every `TrainSettings` field at its default of ``workflow/schemas/train.schema.yaml``: the
+    ``optimizer`` section's epochs, lr and batch size (not the fine-tuning ones of ``bias_reduced``),
+    the ``bias_reduced`` section's realizations, lam and delta.
+
+    >>> d = schema_defaults()
+    >>> sorted(d) == sorted(f.name for f in fields(TrainSettings))
+    True
+    """
+    section = _train_section_defaults()
+    out = settings_for_loss(section, "crb")
+    br = section["bias_reduced"]
+    out.update(realizations=br["realizations"], lam=br["lam"], delta=br["delta"])
+    out.setdefault("max_train_samples", None)
+    return {**out, "m0_range": tuple(out["m0_range"]), "network": dict(out["network"])}

@@ -11,7 +11,6 @@ normalized (:func:`normalize_inputs`) and split into 2R reals ``[Re..., Im...]``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,9 +22,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from crbnn.common.io import decode_attr, sha256_arrays
 from crbnn.common.parameters import UNITS
 from crbnn.common.seeds import derive_seed
-from crbnn.learn.settings import NORMALIZATIONS, TrainSettings
+from crbnn.learn.train_settings import NORMALIZATIONS, TrainSettings
 from crbnn.physics.noise import add_noise, draw_m0
 
 log = logging.getLogger(__name__)
@@ -67,21 +67,8 @@ class TrainingData:
 
     def fingerprint(self) -> str:
         """sha256 of the arrays and hashes (identifies the data in checkpoints)."""
-        h = hashlib.sha256()
-        for t in (self.coefficients, self.targets, self.crb):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(json.dumps([self.estimated, self.sequence_sha256, self.basis_sha256]).encode())
-        return h.hexdigest()
-
-
-def _decode(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray):
-        return [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+        arrays = (t.detach().cpu().numpy() for t in (self.coefficients, self.targets, self.crb))
+        return sha256_arrays(*arrays, json.dumps([self.estimated, self.sequence_sha256, self.basis_sha256]).encode())
 
 
 def _check_finite(name: str, arr: NDArray[Any], where: str) -> None:
@@ -111,10 +98,8 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     crb_names = list(attrs.get("crb_names") or [])
     punits: list[str] = []
     with open_intermediate(path) as f:
-        punits = list(_decode(f["parameters"].attrs.get("units", [])))
-    estimated = list(attrs.get("estimated", crb_names))
-    if isinstance(estimated, str):
-        estimated = json.loads(estimated) if estimated.startswith("[") else [estimated]
+        punits = list(decode_attr(f["parameters"].attrs.get("units", [])))
+    estimated = list(attrs.get("estimated", crb_names))  # string lists: write_dataset stores string arrays
     if not pnames:
         from crbnn.common.parameters import TISSUE_PARAMETERS
 
@@ -129,10 +114,7 @@ def read_training_data(path: str | os.PathLike[str], max_samples: int | None = N
     if not np.iscomplexobj(coefficients):
         raise ValueError(f"{path}: coefficients must be complex, got {coefficients.dtype}")
     targets = params[:, cols]
-    nuisance = attrs.get("nuisance", [])
-    if isinstance(nuisance, str):
-        nuisance = json.loads(nuisance) if nuisance.startswith("[") else [nuisance]
-    nuisance = list(nuisance)
+    nuisance = list(attrs.get("nuisance", []))
     known: dict[str, float] = {}
     if nuisance:  # known parameters: neither estimated nor nuisance, one value in the whole set
         from crbnn.config.regime import known_parameters

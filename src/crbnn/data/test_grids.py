@@ -133,9 +133,3 @@ def read_axes(attrs: Mapping[str, Any]) -> list[tuple[str, NDArray[np.float64]]]
     raw = attrs["axes"]
     d = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     return [(name, np.asarray(d["values"][name], dtype=np.float64)) for name in d["order"]]
-
-
-def grid_names(grids_config: Mapping[str, Any]) -> list[str]:
-    """Names of the grids defined in the ``grids`` config section (key ``sets``)."""
-    return list(grids_config.get("sets", {}))
-
