@@ -117,7 +117,9 @@ def test_nlls_solver_settings_drop_the_grid_subset(default) -> None:
     solver = settings.nlls_solver_settings(cfg)
     assert "grid_realizations" not in solver and "grid_stride" not in solver
     # the solver settings of config/config.yaml, written out (the keys the fits read, values as in the file)
-    assert set(solver) == {"fit", "nominal", "bounds", "dictionary", "max_iter", "ftol", "xtol", "batch_size", "threads"}
+    assert set(solver) == {"fit", "nominal", "bounds", "dictionary", "max_iter", "ftol", "xtol", "batch_size", "threads",
+                           "starts", "distinct_starts", "restart_above"}
+    assert (solver["starts"], solver["distinct_starts"], solver["restart_above"]) == (2, ["omega0", "B1"], 1.1)
     assert solver["fit"] == ["m0s", "T1", "T2f", "omega0", "B1"] and solver["bounds"] == {}
     assert (solver["max_iter"], solver["ftol"], solver["xtol"], solver["batch_size"]) == (60, 1e-5, 1e-6, 512)
     assert solver["nominal"] == {"m0s": 0.15, "T1": 1.2, "T2f": 0.07, "Rex": 13.6, "T2s": 1.25e-5, "omega0": 0.0, "B1": 1.0}
