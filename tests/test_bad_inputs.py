@@ -749,13 +749,8 @@ def _tiny_run(tmp_path: Path) -> tuple[Any, Any, TrainSettings]:
     return data, data, s
 
 
-@pytest.mark.parametrize("damage", ["truncated", "a-list"])
-def test_damaged_checkpoint_is_set_aside_and_training_restarts(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                               damage: str) -> None:
-    """Formerly a raw torch traceback on every rerun until the file was deleted by hand."""
-    train, val, s = _tiny_run(tmp_path)
-    ref, _ = train_network(train, val, s, "mse")
-    ckpt = tmp_path / "ck"
+def _killed_after_epoch_2(train: Any, val: Any, s: TrainSettings, ckpt: Path) -> None:
+    """A training run interrupted after epoch 2 (its checkpoints stay in ``ckpt``)."""
 
     def stop_after_2(epoch: int) -> None:
         if epoch == 2:
@@ -763,6 +758,16 @@ def test_damaged_checkpoint_is_set_aside_and_training_restarts(tmp_path: Path, c
 
     with pytest.raises(KeyboardInterrupt):
         train_network(train, val, s, "mse", checkpoint_dir=ckpt, on_epoch_end=stop_after_2)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "empty", "a-list"])
+def test_damaged_checkpoint_is_set_aside_and_training_restarts(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                               damage: str) -> None:
+    """Formerly a raw torch traceback on every rerun until the file was deleted by hand."""
+    train, val, s = _tiny_run(tmp_path)
+    ref, _ = train_network(train, val, s, "mse")
+    ckpt = tmp_path / "ck"
+    _killed_after_epoch_2(train, val, s, ckpt)
     last = ckpt / "last.pt"
     if damage == "truncated":
         _truncate(last, 300)
@@ -786,13 +791,7 @@ def test_damaged_checkpoint_resumes_from_the_previous_one(tmp_path: Path, caplog
     train, val, s = _tiny_run(tmp_path)
     ref, _ = train_network(train, val, s, "mse")
     ckpt = tmp_path / "ck"
-
-    def stop_after_2(epoch: int) -> None:
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_network(train, val, s, "mse", checkpoint_dir=ckpt, on_epoch_end=stop_after_2)
+    _killed_after_epoch_2(train, val, s, ckpt)
     assert torch.load(ckpt / "previous.pt", weights_only=True)["epoch"] == 1
     _truncate(ckpt / "last.pt", 300)
     with caplog.at_level("INFO"):
