@@ -70,6 +70,7 @@ dryrun: $(STAMP)
 	$(BIN)/snakemake -n --quiet rules --configfile config/test.yaml
 	$(BIN)/snakemake -n --quiet rules --configfile config/paper.yaml
 	$(BIN)/snakemake -n --quiet rules --configfile config/config.yaml config/full-nuisance.yaml
+	$(BIN)/snakemake -n --quiet rules --configfile config/config.yaml config/seeds.yaml
 
 # docs/reference-run.json from a finished run and the README block generated from it.
 # RUN: the run folder (holds results/ and .snakemake/log); CONFIG: its config files; WALL: the

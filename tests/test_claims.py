@@ -214,3 +214,26 @@ def test_summary_claims_never_read_the_development_set(tmp_path: Path) -> None:
     assert dev["good"]["development"] != dev["bad"]["development"]
     assert dev["good"]["claims"] == dev["bad"]["claims"]
     assert "dev" not in json.dumps(dev["good"]["evidence"])
+
+
+def test_seed_spread_from_replicate_sweeps(tmp_path: Path) -> None:
+    """Sweeps of networks of other training seeds give each claim's margin a spread, which the
+    summary passes to the verdicts (train.seed_replicates)."""
+    from crbnn.evaluate.summary import summarize
+
+    a, theta, c, crb = _linear_problem()
+    paths = []
+    for k, shrink in enumerate((0.5, 0.6, 0.8)):  # the "MSE network" of each seed shrinks differently
+        eff, biased = _estimators(a, shrink)
+        ds = evaluate_snr_sweep(c, theta, crb, PARAMS, {"crb": SweepEstimator(eff, with_m0=True),
+                                                        "mse": SweepEstimator(biased, with_m0=True)},
+                                snrs=[50.0], sigma=0.01, realizations=10, seed=1, n_boot=50)
+        paths.append(tmp_path / f"sweep{k}.nc")
+        write_netcdf(paths[-1], ds)
+    from crbnn.evaluate.grid import read_netcdf
+
+    spread = C.seed_spread([read_netcdf(p) for p in paths], n_boot=50)
+    assert spread["bias"] > 0 and spread["variance"] > 0
+    s = summarize(snr_sweep_nc=paths[0], replicate_sweeps=paths[1:])
+    assert s["seed_spread"]["n_seeds"] == 3 and s["claims"]["seed_spread_measured"]
+    assert s["claims"]["bias"]["numbers"]["seed_spread"] == pytest.approx(s["seed_spread"]["spread"]["bias"])

@@ -196,8 +196,31 @@ rule evaluate_snr_sweep:
         "../scripts/evaluate_snr_sweep.py"
 
 
+# The networks of a further training seed on the final test set's sweep, with the same noise.
+use rule evaluate_snr_sweep as evaluate_replicate_sweep with:
+    input:
+        test=f"results/simulate_dataset/{VERDICT_SET}.h5",
+        models=[f"results/train_replicates/seed{{seed}}/{n}/model.pt" for n in NETWORKS],
+        sequence="resources/sequence.h5",
+        basis="resources/basis.h5",
+        r2sl="resources/r2sl.h5",
+    output:
+        nc=f"results/evaluate_snr_sweep/{VERDICT_SET}/seed{{seed}}/sweep.nc",
+        csv=f"results/evaluate_snr_sweep/{VERDICT_SET}/seed{{seed}}/sweep.csv",
+    log:
+        "results/logs/evaluate_replicate_sweep/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate_replicate_sweep/seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        estimators=NETWORKS,
+        seed=derived.sweep_seed(config, VERDICT_SET),
+
+
 register_targets(
     [f"results/evaluate_grid/{g}.nc" for g in GRIDS]
     + ["results/evaluate_test_set/errors.nc"]
     + [f"results/evaluate_snr_sweep/{s}/sweep.csv" for s in EVALUATION_SETS]
+    + [f"results/evaluate_snr_sweep/{VERDICT_SET}/seed{s}/sweep.nc" for s in REPLICATES]
 )

@@ -23,6 +23,10 @@ rule summarize:
         sweep=f"results/evaluate_snr_sweep/{VERDICT_SET}/sweep.csv",
         sweep_nc=f"results/evaluate_snr_sweep/{VERDICT_SET}/sweep.nc",
         dev_sweep="results/evaluate_snr_sweep/dev/sweep.csv",
+        replicate_sweeps=[
+            f"results/evaluate_snr_sweep/{VERDICT_SET}/seed{s}/sweep.nc"
+            for s in REPLICATES
+        ],
         regimes="results/compare_regimes/sqrt_crb.json",
         grids=[f"results/evaluate_grid/{g}.nc" for g in MANUSCRIPT_GRIDS],
         sequence="resources/sequence.h5",

@@ -37,6 +37,27 @@ rule train_network:
         "../scripts/train_network.py"
 
 
+# The same network trained with a further seed (train.seed_replicates; the spread over training seeds).
+use rule train_network as train_replicate with:
+    input:
+        unpack(replicate_init),
+        train="results/simulate_dataset/train.h5",
+        val="results/simulate_dataset/val.h5",
+    output:
+        model="results/train_replicates/seed{seed}/{loss}/model.pt",
+        history="results/train_replicates/seed{seed}/{loss}/history.csv",
+        network="results/train_replicates/seed{seed}/{loss}/network.json",
+    log:
+        "results/logs/train_replicate/seed{seed}/{loss}.log",
+    benchmark:
+        "results/benchmarks/train_replicate/seed{seed}/{loss}.tsv"
+    wildcard_constraints:
+        loss=TRAIN_LOSSES,
+        seed=r"\d+",
+    params:
+        settings=replicate_settings,
+
+
 rule evaluate_network:
     input:
         model="results/train_network/{loss}/model.pt",

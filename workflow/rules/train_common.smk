@@ -16,3 +16,18 @@ def train_init(wildcards):
     if derived.fine_tunes_from_crb(config, wildcards.loss):
         return {"init": "results/train_network/crb/model.pt"}
     return {}
+
+
+REPLICATES = derived.seed_replicates(config)
+
+
+def replicate_settings(wildcards):
+    """train_settings of one loss with the replicate's training seed."""
+    return {**train_settings(wildcards), "seed": int(wildcards.seed)}
+
+
+def replicate_init(wildcards):
+    """The crb network of the same seed that a replicate bias_reduced network fine-tunes, else nothing."""
+    if derived.fine_tunes_from_crb(config, wildcards.loss):
+        return {"init": f"results/train_replicates/seed{wildcards.seed}/crb/model.pt"}
+    return {}

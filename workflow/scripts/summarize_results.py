@@ -22,6 +22,7 @@ def main(snakemake):
         dev_evaluations=dict(zip(losses, snakemake.input.dev_evaluations)),
         dev_snr_sweep=snakemake.input.dev_sweep,
         invivo_seed=snakemake.params.invivo_seed,
+        replicate_sweeps=list(snakemake.input.replicate_sweeps),
         regimes=snakemake.input.regimes,
         grids=dict(zip(snakemake.params.grids, snakemake.input.grids)),
     )

@@ -243,6 +243,16 @@ def grid_seed(config: Mapping[str, Any], grid: str) -> int:
 
 
 # -------------------------------------------------------------------------------- training
+def seed_replicates(config: Mapping[str, Any]) -> list[int]:
+    """The further training seeds of ``train.seed_replicates`` (``train.seed`` itself left out).
+
+    >>> seed_replicates({"train": {"seed": 1, "seed_replicates": [1, 11, 12]}})
+    [11, 12]
+    """
+    train = config["train"]
+    return [int(s) for s in train.get("seed_replicates", []) if int(s) != int(train["seed"])]
+
+
 def fine_tunes_from_crb(config: Mapping[str, Any], loss: str) -> bool:
     """Whether the network of ``loss`` starts from the trained ``crb`` network
     (``bias_reduced`` with ``train.bias_reduced.init_from_crb``).

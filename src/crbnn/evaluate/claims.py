@@ -463,6 +463,21 @@ def judge_all(evidence: Mapping[str, Any], invivo: Mapping[str, Any] | None = No
     return out
 
 
+def seed_spread(sweeps: Sequence[Any], n_boot: int = 200) -> dict[str, float]:
+    """Spread over training seeds of each claim's margin: ``max - min`` of the margin that the claim
+    has on each sweep alone (the final test set's sweep of the networks of one seed each; the grids
+    are left out, they were evaluated for the first seed only).  Claims without a margin on at least
+    two sweeps are left out."""
+    margins: dict[str, list[float]] = {}
+    for i, ds in enumerate(sweeps):
+        judged = judge_all(collect_evidence(ds, {}, n_boot=n_boot, seed=i))
+        for name in CLAIM_NAMES:
+            m = judged.get(name, {}).get("numbers", {}).get("margin")
+            if m is not None and math.isfinite(m):
+                margins.setdefault(name, []).append(float(m))
+    return {k: max(v) - min(v) for k, v in margins.items() if len(v) >= 2}
+
+
 #: The claims in the order of the paper (keys of ``summary["claims"]``).
 CLAIM_NAMES: tuple[str, ...] = ("efficiency", "superiority", "bias", "variance", "bias_reduction", "invivo")
 

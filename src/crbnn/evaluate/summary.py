@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +202,7 @@ def summarize(
     dev_snr_sweep: str | Path | None = None,
     seed_spread: Mapping[str, float] | None = None,
     invivo_seed: int = 0,
+    replicate_sweeps: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Aggregate the evaluation outputs that exist into one summary dictionary.
 
@@ -214,7 +215,10 @@ def summarize(
 
     ``claims`` (:func:`crbnn.evaluate.claims.judge_all`) reads only the evidence of the final test
     set and the grids (``evidence``).  The development set (``dev_evaluations``, ``dev_snr_sweep``)
-    goes to the section ``development``, which no verdict reads.
+    goes to the section ``development``, which no verdict reads.  ``replicate_sweeps``: the final
+    test set's sweeps of the networks trained with further seeds (``train.seed_replicates``); with
+    them the spread over training seeds of each claim's margin enters the verdicts
+    (:func:`crbnn.evaluate.claims.seed_spread`), unless ``seed_spread`` is given.
     """
     from crbnn.evaluate import claims as claims_module
 
@@ -248,6 +252,10 @@ def summarize(
         out["nlls_efficiency"] = eff
     sweep_ds = read_netcdf(snr_sweep_nc) if snr_sweep_nc is not None and Path(snr_sweep_nc).exists() else None
     out["evidence"] = claims_module.collect_evidence(sweep_ds, grid_ds)
+    replicates = [read_netcdf(p) for p in replicate_sweeps if Path(p).exists()]
+    if seed_spread is None and sweep_ds is not None and replicates:
+        seed_spread = claims_module.seed_spread([sweep_ds, *replicates])
+        out["seed_spread"] = {"n_seeds": 1 + len(replicates), "spread": seed_spread}
     raw_regions = (json.loads(Path(invivo_regions).read_text())
                    if invivo_regions is not None and Path(invivo_regions).exists() else None)
     out["claims"] = claims_module.judge_all(out["evidence"], raw_regions, seed_spread, invivo_seed)
