@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from crbnn.common.io import PathLike, atomic_write, sha256_file, write_json
+from crbnn.common.parameters import PAPER_PARAMETERS
 
 RECORD = Path("docs") / "reference-run.json"
 BEGIN = "<!-- reference-run:begin (generated from docs/reference-run.json by `make reference-record`; do not edit) -->"
@@ -273,8 +274,9 @@ def render_block(record: Mapping[str, Any]) -> str:
         )
     eff = record.get("nlls_efficiency", {}).get("m0s-T1")
     if eff:
+        rank = {p: i for i, p in enumerate(PAPER_PARAMETERS)}
         vals = ", ".join(f"{p} {_g(eff[p])}" for p in sorted((p for p in eff if p != "points"),
-                                                                key=lambda p: ("m0s", "T1", "T2f").index(p) if p in ("m0s", "T1", "T2f") else 9))
+                                                                key=lambda p: rank.get(p, len(rank))))
         lines.append(f"* NLLS on the m0s x T1 grid where sqrt(CRB) < prior width / 5: median std/sqrt(CRB) {vals}.")
     sweep = record.get("snr_sweep", {})
     if sweep:
