@@ -299,7 +299,10 @@ def render_block(record: Mapping[str, Any]) -> str:
         lines.append(
             f"* Simulator (`benchmarks/simulate.py`, {sim['jacobian_columns']}-column Jacobian, 1 thread, CPU time): "
             f"**{sim['crbnn_1thread_cpu_s_per_signal'] * 1e3:.2f} ms** per signal; the plain per-pulse scipy loop "
-            f"(signal only) {sim['reference_cpu_s_per_signal'] * 1e3:.1f} ms, ratio {sim['ratio']:.1f}; peak memory "
+            f"(signal only) {sim['reference_cpu_s_per_signal'] * 1e3:.1f} ms, ratio {sim['ratio']:.1f}"
+            + (f"; the bare floor of one 6x6 matrix exponential per pulse {sim['expm_floor_cpu_s_per_signal'] * 1e3:.1f} ms, "
+               f"ratio {sim['ratio_to_expm_floor']:.1f}" if "ratio_to_expm_floor" in sim else "")
+            + "; peak memory "
             + ", ".join(f"{v:.0f} MiB after {k} signals" for k, v in sorted(sim["peak_rss_mib"].items(), key=lambda kv: int(kv[0]))) + "."
         )
     if record.get("wall_time_s") is not None:
