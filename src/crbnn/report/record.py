@@ -146,6 +146,15 @@ def git_commit(repo: PathLike) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def run_commit(run_dir: PathLike, repo: PathLike) -> dict[str, Any]:
+    """The commit the run was made from: that of ``run_dir`` when the run folder is a checkout of its
+    own (a fresh clone, as the reference runs are), else that of ``repo``."""
+    own = git_commit(run_dir)
+    if own["commit"] is not None and Path(run_dir, ".git").exists():
+        return own
+    return git_commit(repo)
+
+
 def build_record(
     run_dir: PathLike,
     repo: PathLike = ".",
@@ -186,7 +195,7 @@ def build_record(
     return {
         "format": 1,
         "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        **git_commit(repo),
+        **run_commit(run, repo),
         "config_files": files,
         "config": summary.get("config", {}),
         "networks": networks,
