@@ -6,8 +6,8 @@ scale centred at 0 (the same range for every network of a column); a separate fi
 relative residual maps.  NaN (outside the mask, or not evaluated) is white.  m0s is shown on a
 scale that starts at 0; negative estimates (possible for a network) are drawn in a separate
 colour (magenta), not clipped into the lowest colour, and their count is written on the panel.
-Optional region outlines (``regions``: name -> boolean mask) are drawn thinly on the reference
-column only (NLLS in vivo), so that they do not hide the estimates.
+Optional region outlines (``regions``: name -> boolean mask) are drawn thinly on one reference panel
+(the first parameter's, NLLS in vivo), so that they hide no estimate and no other map.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _plot_side_by_side(maps: Mapping[str, Mapping[str, NDArray[Any]]], reference
     """Columns = the reference (NLLS in vivo, the truth for a phantom) and each estimator side by side;
     one row per parameter with a shared colour scale (m0s from 0), then one row per parameter of
     estimate - reference on a symmetric scale shared by the estimators.  Regions are outlined thinly on
-    the reference column only, so the estimates stay unobstructed.  Negative m0s estimates are drawn
+    one panel only (the reference's first parameter), so no other map is covered.  Negative m0s estimates are drawn
     in their own colour and counted per panel (over all voxels shown, i.e. the whole mask)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -171,7 +171,8 @@ def _plot_side_by_side(maps: Mapping[str, Mapping[str, NDArray[Any]]], reference
         if nonneg:
             lo, hi = 0.0, max(hi, 1e-6)
         for j, e in enumerate(cols):
-            im = _draw(axes[i, j], est[j], lo, hi, False, nonneg, regions if j == 0 else None)
+            # outlines on one panel only (the reference's first row), so that no other map is covered
+            im = _draw(axes[i, j], est[j], lo, hi, False, nonneg, regions if (i, j) == (0, 0) else None)
             if i == 0:
                 axes[i, j].set_title(estimator_label(e).replace(" network", "\nnetwork"), fontsize="medium")
             if j == 0:
