@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 #: The three verdicts a claim can get.
 VERDICTS: tuple[str, ...] = ("held", "not held", "not testable")
 #: The SNR (|M0| / sigma) at which the paper evaluates and the claims are judged.
-PAPER_SNR = 50.0
+PAPER_SNR = 50
 #: An efficient estimator's CRB-normalized loss lies in this band (its 95 % interval, to be judged so).
 EFFICIENCY_BAND: tuple[float, float] = (0.8, 1.25)
 #: Coverage (percent) of the intervals.
@@ -507,8 +507,9 @@ def claim_key_text(v: Mapping[str, Any]) -> str:
     """The one number behind a verdict, for the abstract and conclusion (plain text)."""
     name, num = v["name"], v.get("numbers", {})
     if name == "efficiency" and "test_mean_at_paper_snr" in num:
-        return (f"mean loss over the parameters at SNR {PAPER_SNR:g} on the test set {_fmt_iv(num['test_mean_at_paper_snr'])}, "
+        text = (f"mean loss over the parameters at SNR {PAPER_SNR:g} on the test set {_fmt_iv(num['test_mean_at_paper_snr'])}, "
                 f"band [{EFFICIENCY_BAND[0]:g}, {EFFICIENCY_BAND[1]:g}]")
+        return text if v["verdict"] == "held" else f"{text}; {v['reason']}"
     if name == "superiority" and "ratio_at_paper_snr" in num:
         per = ", ".join(f"{p} {o.replace('a lower', 'CRB lower').replace('b lower', 'MSE lower')}"
                         for p, o in _in_order(num.get("at_paper_snr", {})))
