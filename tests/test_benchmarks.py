@@ -1,6 +1,7 @@
 """Every script in benchmarks/ runs in its tiny mode (``--tiny``, seconds), so a broken benchmark fails
 the test suite.  The numbers are not checked (speed targets are the benchmarks' business); the exit
-status and, where a script writes one, its JSON are.  ``benchmarks/_*.py`` are helper modules."""
+status and, where a script writes one, its JSON are.  ``benchmarks/_*.py`` are helper modules (``_synthetic.py``: the synthetic data of train.py and
+validation_stability.py), exercised through the scripts that import them."""
 
 from __future__ import annotations
 
