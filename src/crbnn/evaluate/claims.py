@@ -483,8 +483,13 @@ CLAIM_NAMES: tuple[str, ...] = ("efficiency", "superiority", "bias", "variance",
 
 
 # ------------------------------------------------------------------------------- reporting
-def _fmt(x: float) -> str:
-    """Three significant digits, trailing zeros kept (1.00, not 1)."""
+def format_3g(x: float) -> str:
+    """Plain text with three significant digits, trailing zeros kept (1.00, not 1); ``n/a`` when not
+    finite.  The one plain-text number format of the claims and the README block (crbnn.report.record).
+
+    >>> format_3g(1.004), format_3g(0.9943), format_3g(5.8), format_3g(100.0), format_3g(float("nan"))
+    ('1.00', '0.994', '5.80', '100', 'n/a')
+    """
     if not math.isfinite(x):
         return "n/a"
     return f"{x:#.3g}".rstrip(".")
@@ -499,7 +504,7 @@ def _in_order(d: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _fmt_iv(iv: Sequence[float], signed: bool = False) -> str:
-    f = (lambda x: ("+" if x > 0 else "") + _fmt(x)) if signed else _fmt  # noqa: E731
+    f = (lambda x: ("+" if x > 0 else "") + format_3g(x)) if signed else format_3g  # noqa: E731
     return f"{f(iv[0])} [{f(iv[1])}, {f(iv[2])}]"
 
 
@@ -513,7 +518,7 @@ def claim_key_text(v: Mapping[str, Any]) -> str:
     if name == "superiority" and "ratio_at_paper_snr" in num:
         per = ", ".join(f"{p} {o.replace('a lower', 'CRB lower').replace('b lower', 'MSE lower')}"
                         for p, o in _in_order(num.get("at_paper_snr", {})))
-        return f"MSE/CRB loss ratio {_fmt(num['ratio_at_paper_snr'])} at SNR {PAPER_SNR:g}; {per}"
+        return f"MSE/CRB loss ratio {format_3g(num['ratio_at_paper_snr'])} at SNR {PAPER_SNR:g}; {per}"
     if name in ("bias", "variance", "bias_reduction") and "test set" in num.get("at_paper_snr", {}):
         per = num["at_paper_snr"]["test set"]
         a, b = num.get("pair", ["?", "?"])
@@ -541,14 +546,14 @@ def claim_numbers_text(v: Mapping[str, Any]) -> str:
         parts = [f"{p} {_fmt_iv(d['crb'])} against {_fmt_iv(d['mse'])} ({d['outcome'].replace('a lower', 'CRB lower').replace('b lower', 'MSE lower')})"
                  for p, d in _in_order(at) if p != "mean"]
         return ("loss of the CRB against the MSE network at SNR 50, test set: " + "; ".join(parts)
-                + f"; ratio MSE/CRB {_fmt(num.get('ratio_at_paper_snr', math.nan))}")
+                + f"; ratio MSE/CRB {format_3g(num.get('ratio_at_paper_snr', math.nan))}")
     if name in ("bias", "variance", "bias_reduction"):
         a, b = num.get("pair", ["?", "?"])
         parts = []
         for where, per in num.get("at_paper_snr", {}).items():
             parts.append(f"{where}: " + ", ".join(f"{p} {_fmt_iv(d['difference'], signed=True)}" for p, d in _in_order(per)))
         floor = num.get("noise_floor", {}).get("test set")
-        extra = (f"; noise floor of |bias|/sqrt(CRB) on the test set {', '.join(f'{p} {_fmt(x)}' for p, x in _in_order(floor) if p != 'mean')}"
+        extra = (f"; noise floor of |bias|/sqrt(CRB) on the test set {', '.join(f'{p} {format_3g(x)}' for p, x in _in_order(floor) if p != 'mean')}"
                  if floor else "")
         what = "|bias|/sqrt(CRB)" if name != "variance" else "|std/sqrt(CRB) - r_K|"
         return (f"median paired difference of {what}, {a} minus {b} network, at SNR 50: " + "; ".join(parts) + extra

@@ -234,12 +234,14 @@ def fmt_duration(seconds: float) -> str:
 
 
 def _g(x: float) -> str:
-    """Three significant digits, trailing zeros kept (1.00, not 1).
+    """Three significant digits, trailing zeros kept (1.00, not 1): :func:`crbnn.evaluate.claims.format_3g`.
 
-    >>> _g(1.004), _g(0.9943), _g(5.8), _g(100.0)
-    ('1.00', '0.994', '5.80', '100')
+    >>> _g(1.004), _g(100.0)
+    ('1.00', '100')
     """
-    return f"{x:#.3g}".rstrip(".")
+    from crbnn.evaluate.claims import format_3g
+
+    return format_3g(x)
 
 
 def _ordered(by_loss: Mapping[str, Any]) -> list[tuple[str, Any]]:
