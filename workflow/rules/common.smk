@@ -126,6 +126,23 @@ def shard_paths(wildcards):
     ]
 
 
+# Scheduling on few cores (longest work first): the in vivo NLLS fit is the longest job, the training
+# chain (train and val tables -> crb network -> bias-reduced fine-tuning) the longest sequence of jobs;
+# everything else fills the cores around them.  Snakemake runs ready jobs by descending priority.
+LONGEST_JOB_PRIORITY = 20
+TRAINING_CHAIN_PRIORITY = 10
+
+
+def training_chain_priority(wildcards):
+    """Priority of a simulate_shard / merge_shards job: the tables that training reads go first."""
+    return TRAINING_CHAIN_PRIORITY if wildcards.name in ("train", "val") else 0
+
+
+def image_fit_priority(wildcards):
+    """Priority of fit_image_nlls: the in vivo slice (by far the most voxels) starts first."""
+    return LONGEST_JOB_PRIORITY if wildcards.image == "invivo" else 0
+
+
 def known_tissue_values(wildcards=None):
     """Values of the tissue parameters the model holds known (crbnn.config.regime), from their fixed priors."""
     return derived.known_tissue_values(config)

@@ -53,6 +53,7 @@ rule fit_image_nlls:
         "results/benchmarks/fit_image_nlls/{image}.tsv"
     wildcard_constraints:
         image=IMAGE_RE,
+    priority: image_fit_priority
     conda:
         env("evaluate")
     threads: config["images"]["threads"]
@@ -92,7 +93,7 @@ rule infer_image:
         network="mse|crb|bias_reduced",
     conda:
         env("evaluate")
-    threads: config["images"]["threads"]
+    threads: 1  # one torch thread: the physics of the maps scales with jobs, not threads (worker_processes)
     resources:
         gpu=gpu_request,
         mem_mb=config["compute"]["mem_mb"],

@@ -44,6 +44,7 @@ rule simulate_shard:
     wildcard_constraints:
         name=TABLE_RE,
         shard=r"\d+",
+    priority: training_chain_priority
     conda:
         env("simulate")
     threads: config["compute"]["simulate_threads"]
@@ -72,6 +73,7 @@ rule merge_shards:
         "results/benchmarks/merge_shards/{name}.tsv"
     wildcard_constraints:
         name=TABLE_RE,
+    priority: training_chain_priority
     conda:
         env("simulate")
     threads: 1

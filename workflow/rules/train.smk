@@ -22,6 +22,7 @@ rule train_network:
         "results/benchmarks/train_network/{loss}.tsv"
     wildcard_constraints:
         loss=TRAIN_LOSSES,
+    priority: TRAINING_CHAIN_PRIORITY
     conda:
         env("train")
     threads: config["train"]["threads"]

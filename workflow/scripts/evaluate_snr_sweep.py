@@ -17,7 +17,7 @@ from crbnn.physics.r2sl import R2slTable
 
 def main(snakemake):
     log = setup_logging(snakemake.log)
-    set_threads(snakemake.threads)
+    set_threads(1)  # the fits run in worker_processes(device, threads), one torch thread each
     p, s = snakemake.params, snakemake.params.sweep
     device = resolve_device(p.device)
     data, attrs = read_dataset(snakemake.input.test, ["parameters", "coefficients", "crb"])

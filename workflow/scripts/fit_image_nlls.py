@@ -13,7 +13,7 @@ from crbnn.physics.r2sl import R2slTable
 
 def main(snakemake):
     log = setup_logging(snakemake.log)
-    set_threads(snakemake.threads)
+    set_threads(1)  # the fits run in worker_processes(device, threads), one torch thread each
     seq = load_sequence(snakemake.input.sequence)
     basis = load_basis(snakemake.input.basis)
     image = read_coefficient_image(snakemake.input.coefficients, snakemake.input.mask, rank=basis.rank)

@@ -22,7 +22,7 @@ from crbnn.physics.r2sl import R2slTable
 
 def main(snakemake):
     log = setup_logging(snakemake.log)
-    set_threads(snakemake.threads)
+    set_threads(1)  # the fits run in worker_processes(device, threads), one torch thread each
     device = resolve_device(snakemake.params.device)
     workers = worker_processes(device, snakemake.threads)
     p, n = snakemake.params, snakemake.params.nlls
