@@ -80,7 +80,7 @@ CONFIG ?= config/config.yaml
 WALL ?=
 reference-record: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make reference-record RUN=<run dir> [CONFIG='config/config.yaml ...']"; exit 2; }
-	$(BIN)/python -m crbnn.report.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md $(if $(WALL),--wall-time $(WALL)) $(if $(BENCH),--bench $(BENCH))
+	$(BIN)/python -m crbnn.report.record --run $(RUN) --config $(CONFIG) --out docs/reference-run.json --readme README.md $(if $(WALL),--wall-time $(WALL)) $(if $(BENCH),--bench $(BENCH)) $(if $(INVOCATIONS),--invocations $(INVOCATIONS))
 
 # The SLURM profile on a real single-node SLURM (profiles/slurm/testbed): root and apt-get
 # (Debian 12) or the packages installed; inputs from CRBNN_DATA_DIR; CRBNN_SLURM_LOCAL_DIR: a

@@ -68,6 +68,20 @@ def test_build_record(run_dir: Path, tmp_path: Path) -> None:
     assert r["machine"] == MACHINE and len(r["commit"]) == 40
 
 
+def test_invocations_labelled(run_dir: Path) -> None:
+    """Each Snakemake invocation (here an interrupted run and its resumption) keeps its own time and job
+    count, a label each shows them one by one in the README, and a label count that does not match is an error."""
+    inv = rec.run_invocations(run_dir)
+    assert [(round(i["seconds"]), i["jobs"], i["complete"]) for i in inv] == [(1000, 3, False), (14, 1, True)]
+    r = rec.build_record(run_dir, REPO, ["config/config.yaml"], machine=MACHINE,
+                         invocation_labels=["make reproduce", "the overlay"])
+    assert [i["label"] for i in r["invocations"]] == ["make reproduce", "the overlay"]
+    block = rec.render_block(r)
+    assert "**16 min 40 s** for make reproduce (3 jobs); then **14 s** for the overlay (1 job)" in block
+    with pytest.raises(rec.RecordError, match="1 invocation labels for 2 Snakemake invocations"):
+        rec.build_record(run_dir, REPO, ["config/config.yaml"], machine=MACHINE, invocation_labels=["one"])
+
+
 def test_missing_run_is_clear(tmp_path: Path) -> None:
     with pytest.raises(rec.RecordError, match="summary.json not found"):
         rec.build_record(tmp_path, REPO, machine=MACHINE)

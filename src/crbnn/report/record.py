@@ -79,31 +79,44 @@ def rule_totals(jobs: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, 
 _LOG_NAME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{6}\.\d+)\.snakemake\.log$")
 
 
-def run_wall_time(run_dir: PathLike) -> float | None:
-    """Wall time (s) that Snakemake spent producing the current results of ``run_dir``.
+_STEPS = re.compile(r"(\d+) of (\d+) steps \((\d+)%\) done")
 
-    The sum over the Snakemake logs (``.snakemake/log``) that ran jobs (``steps (`` progress lines)
-    and ended after the first benchmark of the current results was written (older logs belong to
-    earlier runs, e.g. before ``make clean``); one log spans from the time in its name to its last
-    modification.  A run split into several invocations (interrupted and resumed, or the PDF added
-    later) counts each invocation once.  None without a complete run (no log says ``(100%) done``).
+
+def run_invocations(run_dir: PathLike) -> list[dict[str, Any]]:
+    """The Snakemake invocations that produced the current results of ``run_dir``, oldest first.
+
+    One entry per Snakemake log (``.snakemake/log``) that ran jobs (``steps (`` progress lines) and
+    ended after the first benchmark of the current results was written (older logs belong to earlier
+    runs, e.g. before ``make clean``): ``start`` (ISO time in the log's name), ``seconds`` (from that
+    time to the log's last modification), ``jobs`` (steps done) and ``complete`` (it reached 100 %).
     """
     run = Path(run_dir)
     bench = [p.stat().st_mtime for p in (run / "results" / "benchmarks").rglob("*.tsv")]
     if not bench:
-        return None
+        return []
     first = min(bench)
-    total, complete = 0.0, False
+    out = []
     for log in sorted((run / ".snakemake" / "log").glob("*.snakemake.log")):
         m = _LOG_NAME.search(log.name)
         end = log.stat().st_mtime
         text = log.read_text(errors="replace")
         if not m or "steps (" not in text or end < first:
             continue
-        start = dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H%M%S.%f").timestamp()
-        total += max(0.0, end - start)
-        complete = complete or "(100%) done" in text
-    return total if complete else None
+        start = dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H%M%S.%f")
+        steps = _STEPS.findall(text)
+        out.append({"start": start.isoformat(timespec="seconds"), "seconds": max(0.0, end - start.timestamp()),
+                    "jobs": int(steps[-1][0]) if steps else 0, "complete": bool(steps) and steps[-1][2] == "100"})
+    return out
+
+
+def run_wall_time(run_dir: PathLike) -> float | None:
+    """Wall time (s) that Snakemake spent producing the current results of ``run_dir``: the sum over
+    :func:`run_invocations` (a run split into several invocations, interrupted and resumed, or an
+    overlay added later, counts each invocation once).  None without a complete run (no log says
+    ``(100%) done``).
+    """
+    inv = run_invocations(run_dir)
+    return sum(i["seconds"] for i in inv) if any(i["complete"] for i in inv) else None
 
 
 def machine_info() -> dict[str, Any]:
@@ -162,14 +175,17 @@ def build_record(
     wall_time_s: float | None = None,
     machine: Mapping[str, Any] | None = None,
     benchmarks: Sequence[PathLike] = (),
+    invocation_labels: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The record of the finished run in ``run_dir`` (see the module docstring).
 
     ``config_files``: the configuration of the run (paths relative to ``repo`` are recorded as
     given, with their sha256).  ``wall_time_s`` overrides :func:`run_wall_time`; ``machine``
     overrides :func:`machine_info` (tests).  ``benchmarks``: JSON files written by the scripts in
-    ``benchmarks/`` with ``--json`` on the same machine (recorded under their ``name``).  Raises
-    :class:`RecordError` without a summary or benchmarks.
+    ``benchmarks/`` with ``--json`` on the same machine (recorded under their ``name``).
+    ``invocation_labels``: what each Snakemake invocation of the run was (e.g. ``make reproduce``, then
+    an overlay), one label per entry of :func:`run_invocations`.  Raises :class:`RecordError` without
+    a summary or benchmarks, or with labels that do not match the invocations.
     """
     run = Path(run_dir)
     summary_path = run / "results" / "summary.json"
@@ -180,6 +196,12 @@ def build_record(
     if not jobs:
         raise RecordError(f"no benchmarks under {run / 'results' / 'benchmarks'}")
     wall = run_wall_time(run) if wall_time_s is None else float(wall_time_s)
+    invocations = run_invocations(run)
+    if invocation_labels:
+        if len(invocation_labels) != len(invocations):
+            raise RecordError(f"{len(invocation_labels)} invocation labels for {len(invocations)} Snakemake invocations "
+                              f"of {run} ({', '.join(i['start'] for i in invocations) or 'none'}): give one label each")
+        invocations = [{**i, "label": str(lab)} for i, lab in zip(invocations, invocation_labels)]
     networks = {
         loss: {k: v for k, v in net.items() if k in ("crb_loss_mean", "crb_loss", "realizations", "n_samples", "seconds_per_voxel")}
         for loss, net in summary.get("networks", {}).items()
@@ -211,6 +233,7 @@ def build_record(
         "invivo": summary.get("invivo", {}),
         "benchmark_scripts": {json.loads(Path(b).read_text())["name"]: json.loads(Path(b).read_text()) for b in benchmarks},
         "wall_time_s": wall,
+        "invocations": invocations,
         "n_jobs": len(jobs),
         "rules": rule_totals(jobs),
         "jobs": jobs,
@@ -316,7 +339,12 @@ def render_block(record: Mapping[str, Any]) -> str:
             + "; peak memory "
             + ", ".join(f"{v:.0f} MiB after {k} signals" for k, v in sorted(sim["peak_rss_mib"].items(), key=lambda kv: int(kv[0]))) + "."
         )
-    if record.get("wall_time_s") is not None:
+    labelled = [i for i in record.get("invocations", []) if "label" in i]
+    if len(labelled) > 1:
+        parts = [f"**{fmt_duration(i['seconds'])}** for {i['label']} ({i['jobs']} job{'' if i['jobs'] == 1 else 's'})"
+                 for i in labelled]
+        lines.append(f"* Run time: {'; then '.join(parts)}.")
+    elif record.get("wall_time_s") is not None:
         lines.append(
             f"* Run time: **{fmt_duration(record['wall_time_s'])}** for the whole workflow "
             f"({record.get('n_jobs', '?')} jobs)."
@@ -389,8 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--wall-time", type=float, default=None, help="wall time in s (default: from the run's log)")
     ap.add_argument("--bench", nargs="*", default=[], help="JSON files of benchmarks/*.py --json (same machine)")
+    ap.add_argument("--invocations", nargs="*", default=[],
+                    help="one label per Snakemake invocation of the run, oldest first (e.g. 'make reproduce' "
+                         "'the overlay config/seeds.yaml'); the README gives each one's time")
     a = ap.parse_args(argv)
-    record = build_record(a.run, a.repo, a.config, wall_time_s=a.wall_time, benchmarks=a.bench)
+    record = build_record(a.run, a.repo, a.config, wall_time_s=a.wall_time, benchmarks=a.bench,
+                          invocation_labels=a.invocations)
     write_json(a.out, record)
     text = update_readme(a.readme.read_text(), record)
     with atomic_write(a.readme) as tmp:
