@@ -126,21 +126,19 @@ def shard_paths(wildcards):
     ]
 
 
-# Scheduling on few cores (longest work first): the in vivo NLLS fit is the longest job, the training
-# chain (train and val tables -> crb network -> bias-reduced fine-tuning) the longest sequence of jobs;
-# everything else fills the cores around them.  Snakemake runs ready jobs by descending priority.
-LONGEST_JOB_PRIORITY = 20
+# Scheduling on few cores (longest work first).  The NLLS fits of the images need every core of their
+# job (images.threads worker processes) and the in vivo one is the longest job of the run: they go first,
+# before any other job takes a core.  Then the training chain (train and val tables -> crb network ->
+# bias-reduced fine-tuning), the longest sequence of jobs; everything else fills the cores around them.
+# Snakemake picks the set of ready jobs with the highest total priority that fits the free cores, so the
+# image fits' priority is above that of any two training-chain jobs together.
 TRAINING_CHAIN_PRIORITY = 10
+IMAGE_FIT_PRIORITY = 50
 
 
 def training_chain_priority(wildcards):
     """Priority of a simulate_shard / merge_shards job: the tables that training reads go first."""
     return TRAINING_CHAIN_PRIORITY if wildcards.name in ("train", "val") else 0
-
-
-def image_fit_priority(wildcards):
-    """Priority of fit_image_nlls: the in vivo slice (by far the most voxels) starts first."""
-    return LONGEST_JOB_PRIORITY if wildcards.image == "invivo" else 0
 
 
 def known_tissue_values(wildcards=None):

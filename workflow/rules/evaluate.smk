@@ -177,7 +177,7 @@ rule evaluate_snr_sweep:
         set=SET_RE,
     conda:
         env("evaluate")
-    threads: config["images"]["threads"]
+    threads: config["nlls"]["threads"]
     resources:
         mem_mb=4000,
         gpu=gpu_request,

@@ -53,7 +53,7 @@ rule fit_image_nlls:
         "results/benchmarks/fit_image_nlls/{image}.tsv"
     wildcard_constraints:
         image=IMAGE_RE,
-    priority: image_fit_priority
+    priority: IMAGE_FIT_PRIORITY
     conda:
         env("evaluate")
     threads: config["images"]["threads"]
