@@ -237,3 +237,13 @@ def test_seed_spread_from_replicate_sweeps(tmp_path: Path) -> None:
     s = summarize(snr_sweep_nc=paths[0], replicate_sweeps=paths[1:])
     assert s["seed_spread"]["n_seeds"] == 3 and s["claims"]["seed_spread_measured"]
     assert s["claims"]["bias"]["numbers"]["seed_spread"] == pytest.approx(s["seed_spread"]["spread"]["bias"])
+
+
+def test_numbers_text_states_margin_beside_seed_spread() -> None:
+    """Where the spread over training seeds was measured, the numbers sentence gives the margin beside it."""
+    from crbnn.evaluate.claims import claim_numbers_text
+
+    v = {"name": "invivo", "reason": "no published values", "numbers": {"margin": 0.039, "seed_spread": 0.0112}}
+    assert claim_numbers_text(v) == "no published values; margin 0.0390 against a spread over training seeds of 0.0112"
+    v["numbers"]["seed_spread"] = None
+    assert claim_numbers_text(v) == "no published values"

@@ -77,7 +77,7 @@ def test_invocations_labelled(run_dir: Path) -> None:
                          invocation_labels=["make reproduce", "the overlay"])
     assert [i["label"] for i in r["invocations"]] == ["make reproduce", "the overlay"]
     block = rec.render_block(r)
-    assert "**16 min 40 s** for make reproduce (3 jobs); then **14 s** for the overlay (1 job)" in block
+    assert "make reproduce: **16 min 40 s**, 3 jobs; then the overlay: **14 s**, 1 job." in block
     with pytest.raises(rec.RecordError, match="1 invocation labels for 2 Snakemake invocations"):
         rec.build_record(run_dir, REPO, ["config/config.yaml"], machine=MACHINE, invocation_labels=["one"])
 

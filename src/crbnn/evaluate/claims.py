@@ -529,7 +529,17 @@ def claim_key_text(v: Mapping[str, Any]) -> str:
 
 def claim_numbers_text(v: Mapping[str, Any]) -> str:
     """The numbers behind a verdict (``judge_all(...)[name]``) in one plain-text sentence, for the
-    README block and the manuscript: values with their 95 % intervals at the paper's SNR."""
+    README block and the manuscript: values with their 95 % intervals at the paper's SNR, and the
+    claim's margin beside its spread over training seeds where that was measured."""
+    text = _numbers_text(v)
+    num = v.get("numbers", {})
+    spread, margin = num.get("seed_spread"), num.get("margin")
+    if spread is not None and margin is not None:
+        text += f"; margin {format_3g(margin)} against a spread over training seeds of {format_3g(spread)}"
+    return text
+
+
+def _numbers_text(v: Mapping[str, Any]) -> str:
     name, num = v["name"], v.get("numbers", {})
     if name == "efficiency":
         parts = []

@@ -341,7 +341,7 @@ def render_block(record: Mapping[str, Any]) -> str:
         )
     labelled = [i for i in record.get("invocations", []) if "label" in i]
     if len(labelled) > 1:
-        parts = [f"**{fmt_duration(i['seconds'])}** for {i['label']} ({i['jobs']} job{'' if i['jobs'] == 1 else 's'})"
+        parts = [f"{i['label']}: **{fmt_duration(i['seconds'])}**, {i['jobs']} job{'' if i['jobs'] == 1 else 's'}"
                  for i in labelled]
         lines.append(f"* Run time: {'; then '.join(parts)}.")
     elif record.get("wall_time_s") is not None:
