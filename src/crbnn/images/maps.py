@@ -53,6 +53,7 @@ from crbnn.common.io import PathLike, read_nifti, write_json, write_nifti
 from crbnn.common.seeds import derive_seed
 from crbnn.common.parameters import TISSUE_PARAMETERS
 from crbnn.common.parameters import UNITS as PARAMETER_UNITS
+from crbnn.physics.noise import crb_scale
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ def uncertainty_maps(
     if sigma is None:
         sigma = estimate_sigma(fit["cost"], 2 * image.rank - len(ESTIMATED) - 2)
         source = "residual at the estimate (nuisance as given), chi2 median, upper bound"
-    scale = float(sigma) ** 2 / np.maximum(np.abs(fit["M0"]) ** 2, np.finfo(float).tiny)
+    scale = crb_scale(float(sigma), fit["M0"], floor=np.finfo(float).tiny)
     for k, p in enumerate(ESTIMATED):
         maps[f"sqrt_crb_{p}"] = _to_image(np.sqrt(fit["crb1"][:, k] * scale), evaluated)
     maps["residual"] = _to_image(fit["residual"], evaluated)
@@ -353,7 +354,7 @@ def nlls_maps(
     if n:
         table = _full_table(est, settings["nominal"], n)
         fa = fit_at_estimate(y, table, sequence, basis_u, r2sl=r2sl, crb=True, nuisance=nuisance_of_fit(fit))
-        scale = sigma**2 / np.maximum(np.abs(fa["M0"]) ** 2, np.finfo(float).tiny)
+        scale = crb_scale(sigma, fa["M0"], floor=np.finfo(float).tiny)
         for k, p in enumerate(ESTIMATED):
             maps[f"sqrt_crb_{p}"] = _to_image(np.sqrt(fa["crb1"][:, k] * scale), evaluated)
         maps["residual"] = _to_image(fa["residual"], evaluated)
