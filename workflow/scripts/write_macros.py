@@ -5,7 +5,7 @@ import json
 
 from crbnn.common.io import atomic_write
 from crbnn.common.logs import setup_logging
-from crbnn.images.maps import SE_BLOCK_VOXELS
+from crbnn.images.regions import SE_BLOCK_VOXELS
 from crbnn.report.latex import (
     PAPER_SNR,
     format_value,
