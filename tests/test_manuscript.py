@@ -99,7 +99,7 @@ def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
 def test_invivo_region_table(macros: dict[str, Path]) -> None:
     """The region table has one row per estimator, T2f in ms, differences to NLLS with their SE and
     the count of negative m0s; without an invivo section it says so instead of failing."""
-    from crbnn.report.latex import latex_region_table
+    from crbnn.report.tables import latex_region_table
 
     table = macros["regions"].read_text()
     rows = [ln for ln in table.splitlines() if ln.startswith(("WM", " & CRB"))]

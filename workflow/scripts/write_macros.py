@@ -1,5 +1,5 @@
 """LaTeX macros of the summary, the methods' network/hardware/input macros, the tables and the grid-map
-figure environments (rule write_macros; crbnn.evaluate.summary, crbnn.report.latex)."""
+figure environments (rule write_macros; crbnn.evaluate.summary, crbnn.report.latex, crbnn.report.tables)."""
 
 import json
 
@@ -12,14 +12,16 @@ from crbnn.report.latex import (
     grid_figure_refs,
     input_macros,
     method_macros,
-    latex_claims_table,
     latex_grid_figures,
     latex_macros,
+    network_macros,
+)
+from crbnn.report.tables import (
+    latex_claims_table,
     latex_phantom_tables,
     latex_prior_table,
     latex_region_table,
     latex_snr_table,
-    network_macros,
 )
 
 

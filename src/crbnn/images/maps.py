@@ -69,6 +69,7 @@ def nuisance_of_fit(fit: Sequence[str], estimated: Sequence[str]) -> tuple[str, 
     """
     return (*M0_PARAMETERS, *[p for p in TISSUE_PARAMETERS if p in fit and p not in estimated])
 
+
 #: Units of the maps: the parameters' (crbnn.common.parameters) and those of M0 and the residual.
 UNITS: dict[str, str] = {**PARAMETER_UNITS, "M0_abs": "a.u.", "M0_phase": "rad", "residual": "1"}
 
