@@ -239,7 +239,8 @@ def test_another_regime_runs_end_to_end(e2e_m0s_t1: Path) -> None:
     manuscript = e2e_m0s_t1 / "results" / "manuscript"
     for table in ("phantom_tables.tex", "invivo_regions.tex"):
         text = (manuscript / table).read_text()
-        assert "T_1" in text and "T_2^f" not in text, table
+        assert "T_2^f" not in text, table  # no column of a parameter that is not estimated
+        assert "T_1" in text or (table == "invivo_regions.tex" and "not computed" in text), table
     for image in M0S_T1_CONFIG.get("images", {}).get("images", TEST_CONFIG["images"]["images"]):
         assert (e2e_m0s_t1 / "results" / "figures" / f"maps_{image}.pdf").stat().st_size > 0, image
     figures = {p.name for p in (e2e_m0s_t1 / "results" / "figures").glob("*.pdf")}
