@@ -110,6 +110,22 @@ def test_invivo_region_table(macros: dict[str, Path]) -> None:
     assert defined(macros["numbers"].read_text())["InvivoMaskCRBNegativeMZeros"] == r"\num{40}"
 
 
+def test_region_tables_have_a_column_per_estimated_parameter() -> None:
+    """Another regime (m0s and T1 estimated): the in vivo and phantom tables show those two, no T2f."""
+    from crbnn.report.tables import latex_phantom_tables, latex_region_table
+
+    st = {"mean": 1.0, "sd": 0.1, "difference": 0.0, "difference_se": 0.01}
+    summary = {"config": {"estimated": ["m0s", "T1"]},
+               "invivo": {"WM": {"n": 9, "nlls": {"m0s": st, "T1": st, "negative_m0s": 0}}}}
+    table = latex_region_table(summary)
+    assert table.startswith(r"\begin{tabular}{llcccc" + "c}") and "$T_1$" in table and "T_2^f" not in table
+    rows = [{"estimator": "nlls", "region": "vial1", "parameter": p, "n": 9, "mean": 1.0, "sd": 0.1, "truth": 1.0}
+            for p in ("T1", "m0s")]
+    phantom = latex_phantom_tables({"vials": rows})
+    assert r"\begin{tabular}{llcc}" in phantom and phantom.index("m_0^s") < phantom.index("T_1")
+    assert "T_2^f" not in phantom
+
+
 def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:
     """Every custom macro in manuscript.tex is defined by the macros file of the fake summary, and the
     manuscript types no digits of results outside its LaTeX structure (numbers come from macros)."""
