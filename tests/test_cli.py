@@ -105,7 +105,7 @@ def test_infer_uses_the_nlls_settings_of_the_model_file(files, monkeypatch, capl
     torch.save(blob, d / "model.pt")
     seen = {}
 
-    def fake_uncertainty_maps(image, maps, evaluated, sequence, u, nominal, bounds, sigma, r2sl=None, nuisance=()):
+    def fake_uncertainty_maps(image, maps, evaluated, sequence, u, nominal, bounds, sigma, r2sl=None, nuisance=(), estimated=()):
         seen.update(nominal=dict(nominal), bounds=dict(bounds), nuisance=tuple(nuisance))
         return {}, 1.0, "given"
 

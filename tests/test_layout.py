@@ -138,3 +138,92 @@ def test_hashes_and_seeds_have_one_home() -> None:
 def test_seed_splitting_has_one_home() -> None:
     hits = {str(p.relative_to(SRC)) for p in modules() if "SeedSequence(" in p.read_text()}
     assert hits == {"common/seeds.py"}, sorted(hits)
+
+
+#: Parameter lists with one home (crbnn.common.parameters): the paper's estimated and nuisance
+#: parameters, the tissue parameters and complex M0.  Everything else imports them, or reads the
+#: regime from the config (``model.estimated``) or the model file (``meta["estimated"]``).
+PARAMETER_LISTS = {
+    ("m0s", "T1", "T2f"): "PAPER_ESTIMATED",
+    ("M0_re", "M0_im", "omega0", "B1"): "PAPER_NUISANCE",
+    ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1"): "TISSUE_PARAMETERS",
+    ("M0_re", "M0_im"): "M0_PARAMETERS",
+}
+#: The same lists as written in a rule file or script (any quotes, brackets and spacing).
+_Q = r"""\s*["'](?:{})["']\s*"""
+LIST_LITERAL = re.compile(r"[\[(]" + ",".join(_Q.format(re.escape(p)) for p in ("m0s", "T1", "T2f")) + r"[,\])]")
+
+
+def list_literals(source: str) -> list[tuple[int, str]]:
+    """(line, home) of every tuple, list or set literal of strings in ``source`` that spells one of
+    :data:`PARAMETER_LISTS` (code only: docstrings and comments are not literals)."""
+    hits = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts:
+            if all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+                names = tuple(e.value for e in node.elts)  # type: ignore[attr-defined]
+                if names in PARAMETER_LISTS:
+                    hits.append((node.lineno, PARAMETER_LISTS[names]))
+    return hits
+
+
+def test_parameter_lists_are_written_once() -> None:
+    """``("m0s", "T1", "T2f")`` and the other regime lists appear as literals in
+    common/parameters.py only (a second copy in the library, a rule file or a script fails)."""
+    found = {}
+    for path in modules():
+        for line, home in list_literals(path.read_text()):
+            found.setdefault(home, []).append(f"{path.relative_to(SRC)}:{line}")
+    assert found.get("PAPER_ESTIMATED"), "crbnn.common.parameters.PAPER_ESTIMATED is gone"  # its home
+    copies = {home: where for home, where in found.items()
+              if len(where) > 1 or not where[0].startswith("common/parameters.py:")}
+    assert not copies, f"parameter lists written outside crbnn.common.parameters (import them instead): {copies}"
+    workflow_files = sorted((REPO / "workflow").rglob("*.smk")) + sorted((REPO / "workflow").rglob("*.py"))
+    for path in workflow_files:
+        code = "\n".join(ln.split("#")[0] for ln in path.read_text().splitlines())
+        assert not LIST_LITERAL.search(code), (f"{path.relative_to(REPO)}: the estimated parameters written out; read "
+                                               'config["model"]["estimated"] (or import crbnn.common.parameters)')
+    # the copies these checks were written for
+    assert list_literals('ESTIMATED: tuple[str, ...] = ("m0s", "T1", "T2f")') == [(1, "PAPER_ESTIMATED")]
+    assert LIST_LITERAL.search("ESTIMATE_MAPS = ['m0s', 'T1', 'T2f']")
+
+
+#: ``sigma**2 / ...`` or ``sigma * sigma / ...`` (any name starting with sigma, after an attribute
+#: dot or inside ``float(...)``), in code normalized by :func:`compact_code`: the CRB scaling
+#: sigma^2 / |M0|^2, whose one home is crbnn.physics.noise.crb_scale.  ``x / sigma**2`` (the Fisher
+#: matrix) is not it.
+CRB_SCALING = re.compile(r"\bsigma\w*\)?(?:\*\*2|\*[\w.]*sigma\w*)/")
+
+
+def compact_code(source: str) -> str:
+    """``source`` without comments and string literals (docstrings, doctests), and without blanks
+    except one between two names or numbers (``return sigma**2/x``)."""
+    import io
+    import tokenize
+
+    out: list[str] = []
+    prev = None
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in (tokenize.COMMENT, tokenize.STRING, tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
+            continue
+        if tok.type == tokenize.NEWLINE:
+            out.append("\n")
+            prev = None
+            continue
+        if prev in (tokenize.NAME, tokenize.NUMBER) and tok.type in (tokenize.NAME, tokenize.NUMBER):
+            out.append(" ")
+        out.append(tok.string)
+        prev = tok.type
+    return "".join(out)
+
+
+def test_crb_scaling_is_written_once() -> None:
+    """sigma^2 / |M0|^2 is computed by crbnn.physics.noise.crb_scale only; an inline copy elsewhere fails."""
+    hits = sorted(str(p.relative_to(SRC)) for p in modules() if CRB_SCALING.search(compact_code(p.read_text())))
+    assert hits == ["physics/noise.py"], f"inline sigma^2 / |M0|^2 outside crbnn.physics.noise.crb_scale: {hits}"
+    # the copies this test was written for
+    for copy in ("crb = data.crb * (settings.sigma**2 / m2)[:, None]",
+                 "scale = float(sigma) ** 2 / np.maximum(np.abs(m0) ** 2, tiny)",
+                 "s = sigma * sigma / abs(m0) ** 2"):
+        assert CRB_SCALING.search(compact_code(copy)), copy
+    assert not CRB_SCALING.search(compact_code("fisher = (j.T @ j) / sigma**2"))  # the Fisher matrix is not it

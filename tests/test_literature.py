@@ -108,3 +108,19 @@ def test_region_blocks_sum_and_count_per_block() -> None:
     assert sum(b["e"]["T1"]["sum"]) == pytest.approx(np.nansum(v[:4, :4]))
     with pytest.raises(ValueError, match="block size"):
         region_blocks({"e": {"T1": v}}, {"R": where}, 0)
+
+
+def test_claim_uses_the_cells_of_the_estimated_parameters() -> None:
+    """A regime that does not estimate m0s has no m0s cell; one that estimates no parameter with a
+    published value is not testable."""
+    data = synthetic_regions(0.01, 0.15)
+    for reg in data["tissue_blocks"]["regions"].values():
+        for est in ("nlls", "crb", "mse"):
+            reg[est].pop("m0s")
+    out = claim_invivo(data, LIT, n_boot=100, seed=1)
+    assert out["cells"] == ["WM/T1", "GM/T1"] and out["verdict"] == "held"
+    for reg in data["tissue_blocks"]["regions"].values():
+        for est in ("nlls", "crb", "mse"):
+            reg[est].pop("T1")
+    out = claim_invivo(data, LIT, n_boot=100, seed=1)
+    assert out["verdict"] == "not testable" and "estimate none" in out["reason"]

@@ -99,7 +99,7 @@ def test_generated_figures_and_priors(macros: dict[str, Path]) -> None:
 def test_invivo_region_table(macros: dict[str, Path]) -> None:
     """The region table has one row per estimator, T2f in ms, differences to NLLS with their SE and
     the count of negative m0s; without an invivo section it says so instead of failing."""
-    from crbnn.report.latex import latex_region_table
+    from crbnn.report.tables import latex_region_table
 
     table = macros["regions"].read_text()
     rows = [ln for ln in table.splitlines() if ln.startswith(("WM", " & CRB"))]
@@ -108,6 +108,22 @@ def test_invivo_region_table(macros: dict[str, Path]) -> None:
     assert rows[1].endswith(r"& \num{3} \\")
     assert "not computed" in latex_region_table({"config": {}})
     assert defined(macros["numbers"].read_text())["InvivoMaskCRBNegativeMZeros"] == r"\num{40}"
+
+
+def test_region_tables_have_a_column_per_estimated_parameter() -> None:
+    """Another regime (m0s and T1 estimated): the in vivo and phantom tables show those two, no T2f."""
+    from crbnn.report.tables import latex_phantom_tables, latex_region_table
+
+    st = {"mean": 1.0, "sd": 0.1, "difference": 0.0, "difference_se": 0.01}
+    summary = {"config": {"estimated": ["m0s", "T1"]},
+               "invivo": {"WM": {"n": 9, "nlls": {"m0s": st, "T1": st, "negative_m0s": 0}}}}
+    table = latex_region_table(summary)
+    assert table.startswith(r"\begin{tabular}{llcccc" + "c}") and "$T_1$" in table and "T_2^f" not in table
+    rows = [{"estimator": "nlls", "region": "vial1", "parameter": p, "n": 9, "mean": 1.0, "sd": 0.1, "truth": 1.0}
+            for p in ("T1", "m0s")]
+    phantom = latex_phantom_tables({"vials": rows})
+    assert r"\begin{tabular}{llcc}" in phantom and phantom.index("m_0^s") < phantom.index("T_1")
+    assert "T_2^f" not in phantom
 
 
 def test_manuscript_uses_only_defined_macros(macros: dict[str, Path]) -> None:

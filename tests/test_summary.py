@@ -16,9 +16,9 @@ from crbnn.report.latex import (
     latex_escape,
     latex_grid_figures,
     latex_macros,
-    latex_prior_table,
     macro_name,
 )
+from crbnn.report.tables import latex_prior_table
 
 EVAL = {
     "crb_loss": {"m0s": 1.3, "T1": 2.5, "T2f": 1.1},

@@ -189,3 +189,59 @@ def test_regression_number(e2e_run: Path) -> None:
     """One expected number: the CRB of m0s of the first final-test sample (seeded prior, physics, basis)."""
     data, _ = read_dataset(e2e_run / "results" / "simulate_dataset" / "final.h5")
     assert data["crb"][0, 0] == pytest.approx(EXPECTED_CRB_M0S_FINAL0, rel=1e-6)
+
+
+# ------------------------------------------------------------------ another regime: m0s and T1 only
+M0S_T1_CONFIG = yaml.safe_load((REPO / "config" / "test-m0s-T1.yaml").read_text())
+#: Targets of the second run: the whole DAG and the manuscript's tables (its PDF is off there).
+M0S_T1_TARGETS = ["all", "results/manuscript/numbers.tex"]
+
+
+@pytest.fixture(scope="session")
+def e2e_m0s_t1(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """Run the workflow once on config/test.yaml + config/test-m0s-T1.yaml (estimated: m0s, T1)."""
+    work = tmp_path_factory.mktemp("e2e_m0s_t1")
+    overlay = work / "overlay.yaml"
+    overlay.write_text(f"inputs:\n  data_dir: {str(data_dir)!r}\n")
+    config = [str(REPO / "config" / "test.yaml"), str(REPO / "config" / "test-m0s-T1.yaml"), str(overlay)]
+    proc = run_snakemake(work, "--cores", "2", *M0S_T1_TARGETS, "--configfile", *config, "--show-failed-logs")
+    if proc.returncode != 0:
+        pytest.fail(f"workflow (m0s, T1) failed (exit {proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-10000:]}")
+    return work
+
+
+def test_another_regime_runs_end_to_end(e2e_m0s_t1: Path) -> None:
+    """With model.estimated = [m0s, T1] (T2f a nuisance parameter) every stage follows the config:
+    data sets, networks, images, figures, region tables, summary, verdicts, manuscript tables."""
+    from crbnn.common.io import read_nifti
+    from crbnn.evaluate.claims import CLAIM_NAMES, VERDICTS
+
+    est, nui = M0S_T1_CONFIG["model"]["estimated"], M0S_T1_CONFIG["model"]["nuisance"]
+    assert est == ["m0s", "T1"] and "T2f" in nui
+    data, attrs = read_dataset(e2e_m0s_t1 / "results" / "simulate_dataset" / "final.h5")
+    assert data["crb"].shape[1] == 2 and attrs["estimated"] == est and attrs["nuisance"] == nui
+    for loss in M0S_T1_CONFIG["train"]["losses"]:
+        metrics = json.loads((e2e_m0s_t1 / "results" / "evaluate_network" / "final" / f"{loss}.json").read_text())
+        assert set(metrics["crb_loss"]) == set(est)
+        maps = e2e_m0s_t1 / "results" / "images" / "invivo" / loss
+        assert {p.name for p in maps.glob("sqrt_crb_*.nii.gz")} == {f"sqrt_crb_{p}.nii.gz" for p in est}
+        assert not (maps / "T2f.nii.gz").exists()
+        sqrt_crb = read_nifti(maps / "sqrt_crb_T1.nii.gz")[0]
+        assert np.isfinite(sqrt_crb).any() and np.nanmin(sqrt_crb) > 0
+    assert (e2e_m0s_t1 / "results" / "images" / "invivo" / "nlls" / "T2f.nii.gz").exists()  # fitted, a nuisance
+    for image in ("vials", "brain"):
+        rows = json.loads((e2e_m0s_t1 / "results" / "images" / image / "regions.json").read_text())["rows"]
+        assert {r["parameter"] for r in rows if r.get("truth") is not None} == set(est)
+    summary = json.loads((e2e_m0s_t1 / "results" / "summary.json").read_text())
+    assert summary["config"]["estimated"] == est
+    for name in CLAIM_NAMES:
+        assert summary["claims"][name]["verdict"] in VERDICTS, (name, summary["claims"][name])
+    manuscript = e2e_m0s_t1 / "results" / "manuscript"
+    for table in ("phantom_tables.tex", "invivo_regions.tex"):
+        text = (manuscript / table).read_text()
+        assert "T_2^f" not in text, table  # no column of a parameter that is not estimated
+        assert "T_1" in text or (table == "invivo_regions.tex" and "not computed" in text), table
+    for image in M0S_T1_CONFIG.get("images", {}).get("images", TEST_CONFIG["images"]["images"]):
+        assert (e2e_m0s_t1 / "results" / "figures" / f"maps_{image}.pdf").stat().st_size > 0, image
+    figures = {p.name for p in (e2e_m0s_t1 / "results" / "figures").glob("*.pdf")}
+    assert {f"grid_maps_bias_{g}.pdf" for g in TEST_CONFIG["grids"]["sets"]} <= figures, figures

@@ -338,15 +338,16 @@ def infer(args: argparse.Namespace) -> dict:
             "n_mask": int(image.mask.sum()), "n_invalid": image.n_invalid, "inference_seconds": seconds,
             "loss": model.meta.get("loss"), "units": {p: u for p, u in zip(model.meta["estimated"], model.meta.get("units", []))}}
     if evaluated is not None and seq is not None and basis is not None:
-        from crbnn.config.regime import ALL_NUISANCE
+        from crbnn.config.regime import all_nuisance
         from crbnn.physics.r2sl import R2slTable, default_table
 
         r2sl = R2slTable.load(args.r2sl) if args.r2sl else default_table()
-        nuisance = tuple(model.meta.get("nuisance") or ALL_NUISANCE)  # older files: all nine unknown
+        nuisance = tuple(model.meta.get("nuisance") or all_nuisance(model.meta["estimated"]))  # older files: all unknown
         nominal, bounds = nlls_settings_of(model.meta, str(args.model))
         t0 = time.perf_counter()
         extra, sigma, source = uncertainty_maps(image, maps, evaluated, seq, basis.u, nominal, bounds,
-                                                args.sigma, r2sl=r2sl, nuisance=nuisance)
+                                                args.sigma, r2sl=r2sl, nuisance=nuisance,
+                                                estimated=model.meta["estimated"])
         maps.update(extra)
         info.update({"sigma": sigma, "sigma_source": source, "n_evaluated": int(evaluated.sum()),
                      "uncertainty_seconds": time.perf_counter() - t0, "nuisance_unknown": list(nuisance),

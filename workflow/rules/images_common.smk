@@ -1,14 +1,15 @@
 # Helpers of the images stage (included by images.smk): names of estimators and maps, and the
 # input/params functions of its rules.  Kept apart from the rules (snakemake --lint).
 
+from crbnn.common.parameters import TISSUE_PARAMETERS
 
 IMAGE_NETWORKS = derived.image_networks(config)
 IMAGE_ESTIMATORS = ["nlls", *IMAGE_NETWORKS]
-ESTIMATE_MAPS = ["m0s", "T1", "T2f"]
+ESTIMATE_MAPS = list(config["model"]["estimated"])
 UNCERTAINTY_MAPS = [f"sqrt_crb_{p}" for p in ESTIMATE_MAPS] + ["residual"]
 NLLS_MAPS = [*config["nlls"]["fit"], "M0_abs", "M0_phase", *UNCERTAINTY_MAPS]
 NETWORK_MAPS = [*ESTIMATE_MAPS, *UNCERTAINTY_MAPS]
-TRUTH_MAPS = ["m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1", "M0_abs", "M0_phase"]
+TRUTH_MAPS = [*TISSUE_PARAMETERS, "M0_abs", "M0_phase"]
 PHANTOM_RE = "|".join(config["phantom"]["kinds"]) or "none"
 IMAGE_RE = "|".join(config["images"]["images"]) or "none"
 

@@ -24,7 +24,8 @@ def main(snakemake):
     device = resolve_device(snakemake.params.device)
     workers = worker_processes(device, snakemake.threads)
     maps, info = nlls_maps(image, evaluated, seq, basis.u, snakemake.params.nlls, snakemake.params.bounds,
-                           r2sl=R2slTable.load(snakemake.input.r2sl), device=device, workers=workers)
+                           r2sl=R2slTable.load(snakemake.input.r2sl), device=device, workers=workers,
+                           estimated=snakemake.config["model"]["estimated"])
     info.update({"n_mask": int(image.mask.sum()), "n_invalid": image.n_invalid, "voxels": v})
     write_maps(Path(snakemake.output.info).parent, maps, image.affine, info)
     log.info("NLLS %.3f s/voxel, sigma %.4g", info["seconds_per_voxel"], info["sigma"])

@@ -45,7 +45,8 @@ def main(snakemake):
     estimates = {**{p: nlls[p] for p in fitted_nuisance}, **maps}
     extra, sigma, _ = uncertainty_maps(image, estimates, evaluated, seq, basis.u, snakemake.params.nominal,
                                        snakemake.params.bounds, sigma, r2sl=R2slTable.load(snakemake.input.r2sl),
-                                       batch_size=snakemake.params.batch_size, nuisance=nuisance_of_fit(snakemake.params.fit))
+                                       batch_size=snakemake.params.batch_size, estimated=model.meta["estimated"],
+                                       nuisance=nuisance_of_fit(snakemake.params.fit, model.meta["estimated"]))
     maps.update(extra)
     info = {"model": snakemake.input.model, "inference_seconds": seconds, "n_mask": int(image.mask.sum()),
             "seconds_per_voxel": seconds / max(int(image.mask.sum()), 1), "n_evaluated": int(evaluated.sum()),

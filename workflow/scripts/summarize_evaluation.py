@@ -3,7 +3,7 @@
 from crbnn.common.io import atomic_write
 from crbnn.common.logs import setup_logging
 from crbnn.evaluate.grid import read_netcdf, summary_table
-from crbnn.report.latex import latex_summary_table
+from crbnn.report.tables import latex_summary_table
 
 
 def main(snakemake):

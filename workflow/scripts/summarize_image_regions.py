@@ -2,7 +2,7 @@
 
 Phantoms: per labelled region (vials, water; WM, GM, CSF) mean, SD, error against the truth and
 error / standard error per estimator.  In vivo: the tissue regions of ``images.tissue`` (a
-classification of the coefficient image alone, crbnn.images.maps.tissue_regions; no estimator's
+classification of the coefficient image alone, crbnn.images.regions.tissue_regions; no estimator's
 map selects them) and the configured boxes, with mean, SD and the paired difference to NLLS with its
 standard error (negative m0s counted), the block sums of the tissue regions for the in vivo claim's
 bootstrap (crbnn.evaluate.literature.region_blocks), plus whole-mask percentiles.
@@ -14,22 +14,15 @@ from pathlib import Path
 from crbnn.common.io import atomic_write, read_nifti, write_json
 from crbnn.common.logs import setup_logging
 from crbnn.evaluate.literature import region_blocks
-from crbnn.images.maps import (
-    ESTIMATED,
-    box_regions,
-    percentile_stats,
-    read_coefficient_image,
-    read_maps,
-    reference_differences,
-    region_stats,
-    tissue_regions,
-)
+from crbnn.images.maps import read_coefficient_image, read_maps
+from crbnn.images.regions import box_regions, percentile_stats, reference_differences, region_stats, tissue_regions
 
 def main(snakemake):
     log = setup_logging(snakemake.log)
     image = read_coefficient_image(snakemake.input.coefficients, snakemake.input.mask)
     folder = Path(snakemake.input.maps[0]).parent.parent
-    maps = {e: read_maps(folder / e, [*ESTIMATED, "residual"]) for e in snakemake.params.estimators}
+    estimated = list(snakemake.config["model"]["estimated"])
+    maps = {e: read_maps(folder / e, [*estimated, "residual"]) for e in snakemake.params.estimators}
     truth = None
     if "labels" in snakemake.input.keys():
         labels = read_nifti(snakemake.input.labels)[0]
@@ -46,11 +39,11 @@ def main(snakemake):
             tissue = tissue_regions(image.coefficients, image.mask, **spec["regions"])
             tissue_sizes = {k: int(v.sum()) for k, v in tissue.items()}
             log.info("tissue regions (coefficient image, Gaussian mixture): %s voxels", tissue_sizes)
-            blocks = region_blocks(maps, tissue, spec["block"])
+            blocks = region_blocks(maps, tissue, spec["block"], estimated)
             regions = {**tissue, **{f"box_{k}": v for k, v in regions.items()}}
-            differences = reference_differences(maps, {**regions, "mask": image.mask})
-    rows = region_stats(maps, regions, truth)
-    rows += percentile_stats(maps, image.mask, snakemake.params.percentiles, [*ESTIMATED, "residual"])
+            differences = reference_differences(maps, {**regions, "mask": image.mask}, parameters=estimated)
+    rows = region_stats(maps, regions, truth, parameters=estimated)
+    rows += percentile_stats(maps, image.mask, snakemake.params.percentiles, parameters=[*estimated, "residual"])
     import pandas as pd
 
     df = pd.DataFrame(rows)

@@ -1,25 +1,27 @@
 """LaTeX macros of the summary, the methods' network/hardware/input macros, the tables and the grid-map
-figure environments (rule write_macros; crbnn.evaluate.summary, crbnn.report.latex)."""
+figure environments (rule write_macros; crbnn.evaluate.summary, crbnn.report.latex, crbnn.report.tables)."""
 
 import json
 
 from crbnn.common.io import atomic_write
 from crbnn.common.logs import setup_logging
-from crbnn.images.maps import SE_BLOCK_VOXELS
+from crbnn.images.regions import SE_BLOCK_VOXELS
 from crbnn.report.latex import (
     PAPER_SNR,
     format_value,
     grid_figure_refs,
     input_macros,
     method_macros,
-    latex_claims_table,
     latex_grid_figures,
     latex_macros,
+    network_macros,
+)
+from crbnn.report.tables import (
+    latex_claims_table,
     latex_phantom_tables,
     latex_prior_table,
     latex_region_table,
     latex_snr_table,
-    network_macros,
 )
 
 

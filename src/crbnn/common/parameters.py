@@ -39,6 +39,12 @@ PAPER_PARAMETERS: tuple[str, ...] = ("M0_re", "M0_im", "m0s", "T1", "T2f", "Rex"
 TISSUE_PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1")
 #: The paper parameters that are not tissue parameters (complex M0 as two real ones).
 M0_PARAMETERS: tuple[str, ...] = ("M0_re", "M0_im")
+#: The paper's regime (Zhang et al., MRM 2022): the estimated parameters (network outputs) and the
+#: unknown nuisance parameters (complex M0, omega0, B1; Rex and T2s known).  Library defaults only:
+#: the workflow reads ``config["model"]["estimated"]`` / ``["nuisance"]``, data sets and model files
+#: their ``estimated`` / ``nuisance`` attributes, so that another regime runs end to end.
+PAPER_ESTIMATED: tuple[str, ...] = ("m0s", "T1", "T2f")
+PAPER_NUISANCE: tuple[str, ...] = (*M0_PARAMETERS, "omega0", "B1")
 
 
 #: How figures and tables show a tissue parameter: its (LaTeX/mathtext) label, the unit shown and the

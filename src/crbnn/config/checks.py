@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from crbnn.common.parameters import PAPER_ESTIMATED, PAPER_NUISANCE, TISSUE_PARAMETERS
 from crbnn.config.regime import RegimeError, check_regime, phantom_regions
 from crbnn.data.inputs import INVIVO_RANK, INVIVO_SHAPE
 from crbnn.data.sequence import PUBLIC_TR, SequenceError, check_in_r2sl_grid, load_sequence
 
 #: File name of the public pulse train (crbnn.data.inputs.INPUTS).
 PUBLIC_SEQUENCE = "control_MT_v3p2_TR3p5ms_discretized.mat"
-TISSUE = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1")
 #: Relative tolerance of range comparisons (the R2sl lookup allows the same).
 RTOL = 1e-9
 
@@ -226,8 +226,8 @@ def memory_estimates(config: Mapping[str, Any]) -> list[tuple[str, str, float, f
     tables = sim.get("tables", {})
     rank = int(config.get("basis", {}).get("rank", 13))
     model = config.get("model", {})
-    e = len(model.get("estimated", ["m0s", "T1", "T2f"]))
-    n_unknown = e + len(model.get("nuisance", ["M0_re", "M0_im", "omega0", "B1"]))
+    e = len(model.get("estimated", PAPER_ESTIMATED))
+    n_unknown = e + len(model.get("nuisance", PAPER_NUISANCE))
     row = 7 * 8 + rank * 16 + rank * n_unknown * 16 + e * 8
     compute_mb = float(config.get("compute", {}).get("mem_mb", 4000))
     train_mb = float(config.get("train", {}).get("mem_mb", 8000))
@@ -386,10 +386,10 @@ def _outside(value: float, lo: float, hi: float) -> bool:
 
 def _check_parameter_lists(config: Mapping[str, Any]) -> None:
     model = config.get("model", {})
-    estimated = list(model.get("estimated", ["m0s", "T1", "T2f"]))
-    not_tissue = [p for p in estimated if p not in TISSUE]
+    estimated = list(model.get("estimated", PAPER_ESTIMATED))
+    not_tissue = [p for p in estimated if p not in TISSUE_PARAMETERS]
     if not_tissue:
-        raise ConfigError(f"model.estimated: {not_tissue} cannot be network outputs; choose from {list(TISSUE)}")
+        raise ConfigError(f"model.estimated: {not_tissue} cannot be network outputs; choose from {list(TISSUE_PARAMETERS)}")
     nlls = config.get("nlls", {})
     for name, pair in nlls.get("bounds", {}).items():
         if not float(pair[0]) < float(pair[1]):

@@ -24,10 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crbnn.common.parameters import DISPLAY_SCALE, DISPLAY_UNITS, TISSUE_PARAMETERS
-
-#: Parameters of the paper parametrization that are not tissue parameters (complex M0).
-M0_PARAMETERS: tuple[str, ...] = ("M0_re", "M0_im")
+from crbnn.common.parameters import DISPLAY_SCALE, DISPLAY_UNITS, M0_PARAMETERS, TISSUE_PARAMETERS
 
 
 class RegimeError(ValueError):
@@ -152,5 +149,13 @@ def regime_description(estimated: Sequence[str], nuisance: Sequence[str], known:
     return text + (f"; known {', '.join(kn)}" if kn else "; no parameter known")
 
 
-#: Every tissue parameter unknown besides complex M0 (the nine-unknown regime).
-ALL_NUISANCE: tuple[str, ...] = ("M0_re", "M0_im", "Rex", "T2s", "omega0", "B1")
+def all_nuisance(estimated: Sequence[str]) -> tuple[str, ...]:
+    """The nuisance parameters with every parameter unknown: complex M0 and every tissue parameter
+    that is not estimated (the nine-unknown regime of the paper's parametrization).
+
+    >>> all_nuisance(["m0s", "T1", "T2f"])
+    ('M0_re', 'M0_im', 'Rex', 'T2s', 'omega0', 'B1')
+    >>> all_nuisance(["m0s", "T1"])
+    ('M0_re', 'M0_im', 'T2f', 'Rex', 'T2s', 'omega0', 'B1')
+    """
+    return (*M0_PARAMETERS, *[p for p in TISSUE_PARAMETERS if p not in estimated])

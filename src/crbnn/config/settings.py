@@ -217,7 +217,7 @@ def sweep_seed(config: Mapping[str, Any], evaluation_set: str) -> int:
 
 def tissue_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """The in vivo tissue regions' settings from ``images.tissue``: ``regions`` (keyword arguments of
-    ``crbnn.images.maps.tissue_regions``, the mixture's seed derived from ``images.tissue.seed``),
+    ``crbnn.images.regions.tissue_regions``, the mixture's seed derived from ``images.tissue.seed``),
     ``block`` and ``bootstrap_seed`` (the block bootstrap of the in vivo claim,
     ``crbnn.evaluate.literature.claim_invivo``).
 

@@ -17,20 +17,13 @@ import numpy as np
 import torch
 
 from crbnn.common.device import resolve_device
-from crbnn.common.parameters import PAPER_PARAMETERS, TISSUE_PARAMETERS
+from crbnn.common.parameters import PAPER_ESTIMATED, PAPER_NUISANCE, PAPER_PARAMETERS, TISSUE_PARAMETERS
 from crbnn.data.basis import compress, compress_jacobian
 from crbnn.physics.crb import crb as crb_diag
 from crbnn.physics.r2sl import R2slTable
 from crbnn.physics.signal import simulate_paper
 
 log = logging.getLogger(__name__)
-
-
-DEFAULT_ESTIMATED = ("m0s", "T1", "T2f")
-
-
-#: The paper's regime (crbnn.config.regime): complex M0, omega0 and B1 unknown, Rex and T2s known.
-DEFAULT_NUISANCE = ("M0_re", "M0_im", "omega0", "B1")
 
 
 def table_to_params(table: np.ndarray | torch.Tensor, device: torch.device, m0: complex = 1.0) -> dict[str, torch.Tensor]:
@@ -49,8 +42,8 @@ def simulate_coefficients(
     tr: float,
     u: np.ndarray,
     table: np.ndarray,
-    estimated: Sequence[str] = DEFAULT_ESTIMATED,
-    nuisance: Sequence[str] = DEFAULT_NUISANCE,
+    estimated: Sequence[str] = PAPER_ESTIMATED,
+    nuisance: Sequence[str] = PAPER_NUISANCE,
     r2sl: R2slTable | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 64,

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from crbnn.common.parameters import TISSUE_PARAMETERS
+
 #: Default fitted parameters: all tissue parameters of the paper's model (complex M0 is projected out).
-FIT_PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1")
+FIT_PARAMETERS: tuple[str, ...] = TISSUE_PARAMETERS
 
 
 class PaperModel:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crbnn.common.parameters import TISSUE_PARAMETERS
 from crbnn.physics.noise import add_noise, crb_scale, draw_m0
 
 #: An estimator maps noisy coefficients [m, R] complex128 to estimates [m, E] float64 (SI units).
@@ -185,7 +186,7 @@ def evaluate_grid(
     sigma: float,
     seed: int,
     random_phase: bool = True,
-    parameter_names: Sequence[str] = ("m0s", "T1", "T2f", "Rex", "T2s", "omega0", "B1"),
+    parameter_names: Sequence[str] = TISSUE_PARAMETERS,
     units: Mapping[str, str] | None = None,
     common_realizations: bool = True,
     log: Callable[[str], None] | None = None,

@@ -2,7 +2,7 @@
 
 The rule ``compare_regimes`` evaluates the CRBs at a few reference points (:data:`REFERENCE_POINTS`)
 once with the configured nuisance parameters and once with every tissue parameter besides the
-estimated ones unknown (:data:`crbnn.config.regime.ALL_NUISANCE`); the manuscript quotes the ratio.
+estimated ones unknown (:func:`crbnn.config.regime.all_nuisance`); the manuscript quotes the ratio.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crbnn.common.parameters import TISSUE_PARAMETERS
-from crbnn.config.regime import ALL_NUISANCE
+from crbnn.config.regime import all_nuisance
 
 #: Reference points of the regime comparison (SI; the other tissue parameters from ``grids.fixed``):
 #: low, white-matter-like and high m0s on the m0s x T1 grid, and a T2f point of the T1 x T2f grid.
@@ -49,7 +49,7 @@ def compare_regimes(
     scale = float(sigma) / float(M0_abs)
     out = []
     crbs = {}
-    for name, nui in (("regime", tuple(nuisance)), ("all", ALL_NUISANCE)):
+    for name, nui in (("regime", tuple(nuisance)), ("all", all_nuisance(estimated))):
         res = simulate_coefficients(np.asarray(sequence.alpha), np.asarray(sequence.trf), float(sequence.tr),
                                     np.asarray(basis_u), rows, tuple(estimated), nui, r2sl=r2sl)
         crbs[name] = np.sqrt(res["crb"]) * scale

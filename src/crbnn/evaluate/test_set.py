@@ -116,7 +116,7 @@ def evaluate_model(
     for i in range(0, len(data), chunk):
         c = data.coefficients[i : i + chunk]
         y, m2 = draw_noisy(c, g, sigma, m0_range, realizations)
-        crb = data.crb[i : i + chunk].double() * (sigma**2 / m2.double())[:, None]
+        crb = data.crb[i : i + chunk].double() * crb_scale(sigma, m0_abs2=m2.double())[:, None]
         t0 = time.perf_counter()
         est = torch.from_numpy(predict(model, y))
         if est.is_cuda:

@@ -43,6 +43,7 @@ from crbnn.learn.losses import LOSSES, bias_reduced_loss, compute_loss, crb_norm
 from crbnn.learn.model_file import build_meta
 from crbnn.learn.nets import EstimatorNet, build_network, count_weights
 from crbnn.learn.train_settings import TrainSettings
+from crbnn.physics.noise import crb_scale
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def train_epoch(state: TrainingState, data: _DeviceData, settings: TrainSettings
         idx_d = idx.to(data.coefficients.device)
         y, m2 = draw_noisy(data.coefficients[idx_d], gen, settings.sigma, settings.m0_range, k_real)
         x = normalize_inputs(y, settings.normalization)
-        crb_b = data.crb[idx_d] * (settings.sigma**2 / m2)[:, None]
+        crb_b = data.crb[idx_d] * crb_scale(settings.sigma, m0_abs2=m2)[:, None]
         if k_real is None:
             est = model(x)
         else:

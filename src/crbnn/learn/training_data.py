@@ -26,7 +26,7 @@ from crbnn.common.io import decode_attr, sha256_arrays
 from crbnn.common.parameters import UNITS
 from crbnn.common.seeds import derive_seed
 from crbnn.learn.train_settings import NORMALIZATIONS, TrainSettings
-from crbnn.physics.noise import add_noise, draw_m0
+from crbnn.physics.noise import add_noise, crb_scale, draw_m0
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def draw_noisy(
         realizations: None for one draw ([n, R]); K for K noise draws per signal sharing one M0 ([n, K, R]).
 
     Returns:
-        ``(y, m0_abs2)``: noisy coefficients and ``|M0|^2`` [n] (scale the CRB by ``sigma^2 / m0_abs2``).
+        ``(y, m0_abs2)``: noisy coefficients and ``|M0|^2`` [n] (scale the CRB by ``crb_scale(sigma, m0_abs2=m0_abs2)``).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -234,11 +234,11 @@ def make_validation_set(data: TrainingData, settings: TrainSettings, device: tor
     g = torch.Generator().manual_seed(derive_seed(settings.val_seed, "validation"))
     y, m2 = draw_noisy(data.coefficients, g, settings.sigma, settings.m0_range)
     x = normalize_inputs(y, settings.normalization)
-    crb = data.crb * (settings.sigma**2 / m2)[:, None]
+    crb = data.crb * crb_scale(settings.sigma, m0_abs2=m2)[:, None]
     out = ValidationSet(x.to(device), data.targets.to(device), crb.to(device))
     if realizations is not None:
         gk = torch.Generator().manual_seed(derive_seed(settings.val_seed, "validation_realizations"))
         yk, mk = draw_noisy(data.coefficients, gk, settings.sigma, settings.m0_range, realizations)
         out.x_multi = normalize_inputs(yk, settings.normalization).to(device)
-        out.crb_multi = (data.crb * (settings.sigma**2 / mk)[:, None]).to(device)
+        out.crb_multi = (data.crb * crb_scale(settings.sigma, m0_abs2=mk)[:, None]).to(device)
     return out

@@ -92,10 +92,24 @@ def sigma_for_snr(snr: float, m0_magnitude: float = 1.0) -> float:
     return float(m0_magnitude) / float(snr)
 
 
-def crb_scale(sigma: float, m0: Any) -> Any:
+def crb_scale(sigma: float, m0: Any = None, *, m0_abs2: Any = None, floor: float | None = None) -> Any:
     """Factor ``sigma^2 / |M0|^2`` from the CRB at M0 = 1, sigma = 1 to the CRB of a measurement.
+
+    The one home of this scaling: numpy arrays, torch tensors (any device, their dtype) and numbers.
+    ``m0``: the complex (or real) M0; or ``m0_abs2``: ``|M0|^2`` where it is already known (e.g. from
+    :func:`crbnn.learn.training_data.draw_noisy`).  ``floor``: a lower bound on ``|M0|^2`` (a voxel
+    whose best-fitting M0 is 0 gets a huge, finite factor instead of a division by zero).
 
     >>> float(crb_scale(0.02, 0.5))
     0.0016
+    >>> crb_scale(0.5, m0_abs2=torch.tensor([0.25, 1.0])).tolist()
+    [1.0, 0.25]
+    >>> float(crb_scale(1.0, np.array([0.0]), floor=0.5)[0])
+    2.0
     """
-    return sigma**2 / (abs(m0) ** 2)
+    if (m0 is None) == (m0_abs2 is None):
+        raise TypeError("crb_scale: give exactly one of m0 and m0_abs2")
+    abs2 = abs(m0) ** 2 if m0_abs2 is None else m0_abs2
+    if floor is not None:
+        abs2 = torch.clamp_min(abs2, floor) if isinstance(abs2, torch.Tensor) else np.maximum(abs2, floor)
+    return sigma**2 / abs2

@@ -25,7 +25,7 @@ from typing import Union
 import numpy as np
 import torch
 
-from crbnn.common.parameters import GENERAL_PARAMETERS, PAPER_PARAMETERS, TISSUE_PARAMETERS
+from crbnn.common.parameters import GENERAL_PARAMETERS, M0_PARAMETERS, PAPER_PARAMETERS, TISSUE_PARAMETERS
 from crbnn.physics.expm import expm_frechet_torch
 from crbnn.physics.expm_cpu import expm_cached_cpu, expm_frechet_cpu
 from crbnn.physics.hamiltonian import (
@@ -467,7 +467,7 @@ def simulate_paper(
     table = _resolve_table(r2sl)
     dirs = _Directions()
     for nm in wrt:
-        if nm in ("M0_re", "M0_im"):
+        if nm in M0_PARAMETERS:
             continue
         if nm == "T1":
             c = -1.0 / t1**2

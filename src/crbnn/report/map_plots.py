@@ -1,4 +1,5 @@
-"""Figures of parameter maps (rule plot_maps): rows = estimators, columns = m0s, T1, T2f.
+"""Figures of parameter maps (rule plot_maps): one panel per estimator and estimated parameter
+(``model.estimated``; the paper's m0s, T1, T2f), any number of them.
 
 Shared colour scale per column (display units of :mod:`crbnn.report.plots`); phantoms get a truth row
 and error rows (estimate - truth), in vivo images difference rows (network - NLLS) on a symmetric
@@ -18,10 +19,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crbnn.common.parameters import DISPLAY_SCALE, LABELS
+from crbnn.common.parameters import DISPLAY_SCALE, LABELS, TISSUE_PARAMETERS
 from crbnn.report.plots import estimator_label, unit_suffix
 
-PARAMETERS: tuple[str, ...] = ("m0s", "T1", "T2f")
+
+def map_parameters(maps: Mapping[str, Mapping[str, NDArray[Any]]]) -> tuple[str, ...]:
+    """The tissue parameters that every estimator of ``maps`` has a map of, in tissue order.
+
+    >>> map_parameters({"nlls": {"T1": 0, "m0s": 0, "B1": 0, "residual": 0}, "crb": {"m0s": 0, "T1": 0}})
+    ('m0s', 'T1')
+    """
+    return tuple(p for p in TISSUE_PARAMETERS if maps and all(p in m for m in maps.values()))
 
 
 def _slice(a: NDArray[Any]) -> NDArray[Any]:
@@ -48,16 +56,21 @@ NEGATIVE_COLOR = "#ff00ff"
 
 
 def plot_map_panels(maps: Mapping[str, Mapping[str, NDArray[Any]]], truth: Mapping[str, NDArray[Any]] | None = None,
-                    reference: str = "nlls", parameters: Sequence[str] = PARAMETERS,
+                    reference: str = "nlls", parameters: Sequence[str] | None = None,
                     regions: Mapping[str, NDArray[np.bool_]] | None = None) -> Any:
     """Map panels: estimate rows (one per estimator in ``maps`` order), then the truth row and
     error rows (phantom, ``truth`` given) or difference-from-``reference`` rows (in vivo).
+    ``parameters``: the parameters shown (the workflow: ``model.estimated``); None: every tissue
+    parameter that all estimators have a map of (:func:`map_parameters`).
     ``regions`` (name -> mask [X, Y, Z]) are outlined on the estimate rows, with a legend."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
 
     est_names = list(maps)
+    parameters = map_parameters(maps) if parameters is None else tuple(parameters)
+    if not parameters:
+        raise ValueError("plot_map_panels: no parameter to show (no tissue parameter map common to every estimator)")
     if truth is not None:
         return _plot_side_by_side({"truth": truth, **maps}, "truth", parameters, regions)
     if reference in maps:

@@ -274,54 +274,96 @@ def _ordered(by_loss: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def render_block(record: Mapping[str, Any]) -> str:
-    """The README text generated from ``record`` (without the markers)."""
+    """The README text generated from ``record`` (without the markers): one paragraph per function
+    below, in this order."""
+    lines = _header_lines(record)
+    lines += _network_lines(record)
+    lines += claims_lines(record.get("claims", {}))
+    lines += _regime_lines(record)
+    lines += _nlls_efficiency_lines(record)
+    lines += _sweep_lines(record)
+    lines += _timing_lines(record)
+    lines += _rule_lines(record)
+    return "\n".join(lines)
+
+
+def _header_lines(record: Mapping[str, Any]) -> list[str]:
+    """Which run: the commit, the configuration files and the machine."""
     m = record.get("machine", {})
     gpu = m.get("gpu") or "no GPU"
     mem = f", {m['memory_gb']:g} GB" if m.get("memory_gb") else ""
     commit = (record.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if record.get("dirty") else "")
     configs = ", ".join(f"`{c}`" for c in record.get("config_files", {})) or "unknown"
-    lines = [
+    return [
         f"Numbers of one reference run (record [docs/reference-run.json](docs/reference-run.json): commit "
         f"`{commit}`, configuration {configs}; machine: {m.get('cpu_count', '?')} CPU cores "
         f"({m.get('cpu_model', '?')}){mem}, {gpu}):",
         "",
     ]
+
+
+def _network_lines(record: Mapping[str, Any]) -> list[str]:
+    """The final test-set CRB-normalized loss of every network."""
     nets = record.get("networks", {})
-    if nets:
-        draws = sorted({n.get("realizations") for n in nets.values() if n.get("realizations")})
-        per = f"; {', '.join(map(str, draws))} noise draws per test sample" if draws else ""
-        parts = [f"**{_g(n['crb_loss_mean'])}** {LOSS_LABELS.get(k, k)}" for k, n in _ordered(nets) if "crb_loss_mean" in n]
-        rng = record.get("headline", {}).get("snr_range")
-        mix = f", a mixture over SNR {rng[0]:g}-{rng[1]:g} (|M0| drawn uniformly)" if rng else ""
-        lines.append(
-            f"* Final test-set CRB-normalized loss of the networks (mean over the estimated parameters{per}{mix}; "
-            f"1 = an efficient unbiased estimator; per SNR: the sweep below): {', '.join(parts)}."
-        )
-    lines += claims_lines(record.get("claims", {}))
+    if not nets:
+        return []
+    draws = sorted({n.get("realizations") for n in nets.values() if n.get("realizations")})
+    per = f"; {', '.join(map(str, draws))} noise draws per test sample" if draws else ""
+    parts = [f"**{_g(n['crb_loss_mean'])}** {LOSS_LABELS.get(k, k)}" for k, n in _ordered(nets) if "crb_loss_mean" in n]
+    rng = record.get("headline", {}).get("snr_range")
+    mix = f", a mixture over SNR {rng[0]:g}-{rng[1]:g} (|M0| drawn uniformly)" if rng else ""
+    return [
+        f"* Final test-set CRB-normalized loss of the networks (mean over the estimated parameters{per}{mix}; "
+        f"1 = an efficient unbiased estimator; per SNR: the sweep below): {', '.join(parts)}."
+    ]
+
+
+def _regime_lines(record: Mapping[str, Any]) -> list[str]:
+    """sqrt(CRB) of m0s at the white-matter point in the run's regime and with all parameters unknown."""
+    from crbnn.evaluate.claims import PAPER_SNR
+
     wm = record.get("regimes", {}).get("point2")
-    if wm:
-        pt = ", ".join(f"{k} {v:g}" for k, v in wm["point"].items())
-        known, full = wm["sqrt_crb"]["m0s"], wm["sqrt_crb_all_unknown"]["m0s"]
-        lines.append(
-            f"* The regime: sqrt(CRB) of m0s at {pt} (SNR 50) is {_g(known)} with Rex and T2s known and "
-            f"{_g(full)} with all nine parameters unknown ({full / known:.1f} times wider)."
-        )
+    if not wm or "m0s" not in wm.get("sqrt_crb", {}):
+        return []
+    pt = ", ".join(f"{k} {v:g}" for k, v in wm["point"].items())
+    known, full = wm["sqrt_crb"]["m0s"], wm["sqrt_crb_all_unknown"]["m0s"]
+    return [
+        f"* The regime: sqrt(CRB) of m0s at {pt} (SNR {PAPER_SNR:g}) is {_g(known)} with Rex and T2s known and "
+        f"{_g(full)} with all nine parameters unknown ({full / known:.1f} times wider)."
+    ]
+
+
+def _nlls_efficiency_lines(record: Mapping[str, Any]) -> list[str]:
+    """NLLS efficiency on the m0s x T1 grid where the CRB is well inside the prior."""
     eff = record.get("nlls_efficiency", {}).get("m0s-T1")
-    if eff:
-        rank = {p: i for i, p in enumerate(PAPER_PARAMETERS)}
-        vals = ", ".join(f"{p} {_g(eff[p])}" for p in sorted((p for p in eff if p != "points"),
-                                                                key=lambda p: rank.get(p, len(rank))))
-        lines.append(f"* NLLS on the m0s x T1 grid where sqrt(CRB) < prior width / 5: median std/sqrt(CRB) {vals}.")
+    if not eff:
+        return []
+    rank = {p: i for i, p in enumerate(PAPER_PARAMETERS)}
+    vals = ", ".join(f"{p} {_g(eff[p])}" for p in sorted((p for p in eff if p != "points"),
+                                                            key=lambda p: rank.get(p, len(rank))))
+    return [f"* NLLS on the m0s x T1 grid where sqrt(CRB) < prior width / 5: median std/sqrt(CRB) {vals}."]
+
+
+def _sweep_lines(record: Mapping[str, Any]) -> list[str]:
+    """The SNR sweep table: mean CRB-normalized loss per estimator and SNR."""
     sweep = record.get("snr_sweep", {})
-    if sweep:
-        snrs = sorted({k for v in sweep.values() for k in v}, key=lambda k: float(k[3:]))
-        order = [e for e in ("nlls", "mse", "crb", "bias_reduced") if e in sweep] + sorted(set(sweep) - {"nlls", "mse", "crb", "bias_reduced"})
-        label = {"nlls": "NLLS", **LOSS_LABELS}
-        lines += ["", "SNR sweep, mean CRB-normalized loss over the estimated parameters (final test set; "
-                  "`results/evaluate_snr_sweep/final/sweep.csv`):", "",
-                  "| SNR | " + " | ".join(label.get(e, e) for e in order) + " |", "|---" * (len(order) + 1) + "|"]
-        lines += [f"| {k[3:]} | " + " | ".join(_g(sweep[e][k]) if k in sweep[e] else "-" for e in order) + " |" for k in snrs]
-        lines.append("")
+    if not sweep:
+        return []
+    snrs = sorted({k for v in sweep.values() for k in v}, key=lambda k: float(k[3:]))
+    order = [e for e in ("nlls", "mse", "crb", "bias_reduced") if e in sweep] + sorted(set(sweep) - {"nlls", "mse", "crb", "bias_reduced"})
+    label = {"nlls": "NLLS", **LOSS_LABELS}
+    lines = ["", "SNR sweep, mean CRB-normalized loss over the estimated parameters (final test set; "
+             "`results/evaluate_snr_sweep/final/sweep.csv`):", "",
+             "| SNR | " + " | ".join(label.get(e, e) for e in order) + " |", "|---" * (len(order) + 1) + "|"]
+    lines += [f"| {k[3:]} | " + " | ".join(_g(sweep[e][k]) if k in sweep[e] else "-" for e in order) + " |" for k in snrs]
+    lines.append("")
+    return lines
+
+
+def _timing_lines(record: Mapping[str, Any]) -> list[str]:
+    """Times: the in vivo NLLS, the simulator benchmark, the whole run, the training of each network."""
+    m = record.get("machine", {})
+    lines = []
     invivo = record.get("jobs", {}).get("fit_image_nlls/invivo")
     if invivo:
         lines.append(
@@ -353,15 +395,21 @@ def render_block(record: Mapping[str, Any]) -> str:
     if train:
         parts = [f"{LOSS_LABELS.get(k, k)} {fmt_duration(t['wall_time_s'])}" for k, t in _ordered(train) if "wall_time_s" in t]
         lines.append(f"* Training wall time per network: {', '.join(parts)}.")
+    return lines
+
+
+def _rule_lines(record: Mapping[str, Any]) -> list[str]:
+    """The longest rules: jobs, summed time and peak memory of one job."""
     rules = sorted(record.get("rules", {}).items(), key=lambda kv: -kv[1]["s"])[:TOP_RULES]
-    if rules:
-        lines += [
-            "",
-            "| rule (longest first) | jobs | time, sum over its jobs | peak memory of one job |",
-            "|---|---|---|---|",
-        ]
-        lines += [f"| `{r}` | {int(t['jobs'])} | {fmt_duration(t['s'])} | {t['max_rss_mb']:.0f} MB |" for r, t in rules]
-    return "\n".join(lines)
+    if not rules:
+        return []
+    lines = [
+        "",
+        "| rule (longest first) | jobs | time, sum over its jobs | peak memory of one job |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| `{r}` | {int(t['jobs'])} | {fmt_duration(t['s'])} | {t['max_rss_mb']:.0f} MB |" for r, t in rules]
+    return lines
 
 
 def claims_lines(claims: Mapping[str, Any]) -> list[str]:
