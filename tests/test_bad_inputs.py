@@ -827,7 +827,7 @@ def test_checkpoint_write_failure_names_path_and_cause(tmp_path: Path, monkeypat
 def test_read_only_results_folder_is_named_before_any_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
-    from crbnn.config.checks import check_writable
+    from crbnn.config.resources import check_writable
 
     (tmp_path / "results").mkdir()
     real = tempfile.TemporaryFile

@@ -241,7 +241,7 @@ def test_seed_spread_from_replicate_sweeps(tmp_path: Path) -> None:
 
 def test_numbers_text_states_margin_beside_seed_spread() -> None:
     """Where the spread over training seeds was measured, the numbers sentence gives the margin beside it."""
-    from crbnn.evaluate.claims import claim_numbers_text
+    from crbnn.report.claims_text import claim_numbers_text
 
     v = {"name": "invivo", "reason": "no published values", "numbers": {"margin": 0.039, "seed_spread": 0.0112}}
     assert claim_numbers_text(v) == "no published values; margin 0.0390 against a spread over training seeds of 0.0112"

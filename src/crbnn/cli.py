@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_config_files(args: argparse.Namespace) -> None:
     """``crbnn check-config``: read every file (naming a missing, empty, binary, non-YAML or non-mapping
     one), merge them like Snakemake's ``--configfile`` and run :func:`crbnn.config.checks.validate_config`."""
-    from crbnn.config.checks import merge_config, read_config_file, validate_config
+    from crbnn.config.checks import validate_config
+    from crbnn.config.files import merge_config, read_config_file
 
     config: dict[str, Any] = {}
     default = Path(args.directory) / "config" / "config.yaml"  # the Snakefile's configfile, when present

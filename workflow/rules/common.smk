@@ -11,7 +11,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from crbnn.config import settings as derived
-from crbnn.config.checks import RULE_MEM_MB, ConfigError, check_writable
+from crbnn.config.checks import ConfigError
+from crbnn.config.resources import RULE_MEM_MB, check_writable
 from crbnn.config.checks import validate_config as check_and_resolve
 from crbnn.data.inputs import INPUTS
 from crbnn.common.logs import prepend_pythonpath

@@ -16,7 +16,6 @@ message starts with the offending key (``priors.parameters.T1: ...``).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,83 +33,6 @@ RTOL = 1e-9
 
 class ConfigError(ValueError):
     """An inconsistent configuration; the message starts with the offending key."""
-
-
-#: Memory (MB) a job of these rules requests when the config does not set it (workflow/rules/*.smk
-#: read these, so the estimate below and the request are one number).
-RULE_MEM_MB = {"sample_parameters": 2000, "merge_shards": 8000}
-#: Memory (MB) of a Python job with numpy, torch and h5py imported, before any data.
-JOB_BASE_MB = 600
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read one config file (YAML or JSON) as a mapping; every failure names the file and what is wrong.
-
-    Snakemake reads ``--configfile`` before the workflow starts and reports a broken file without its
-    name (or with a raw traceback); ``crbnn check-config <files>`` calls this to say which one.
-
-    >>> import tempfile, os
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = os.path.join(d, "my.yaml")
-    ...     _ = open(p, "w").write("- 1\\n- 2\\n")
-    ...     read_config_file(p)
-    Traceback (most recent call last):
-    ...
-    crbnn.config.checks.ConfigError: ...my.yaml: a config file must be a mapping of sections (sequence:, basis:, ...) at its top level, got a list
-    """
-    import yaml
-
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: config file not found")
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file is not a file")
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: config file is not text (byte {e.start} is not UTF-8); give a YAML file") from None
-    if not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()):
-        raise ConfigError(f"{p}: config file is empty; give at least one section (e.g. 'basis: {{rank: 13}}') or leave it out")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{p}: not valid YAML{where} ({problem})") from None
-    if not isinstance(data, dict):
-        kind = "null" if data is None else type(data).__name__
-        raise ConfigError(f"{p}: a config file must be a mapping of sections (sequence:, basis:, ...) at its top level, "
-                          f"got a {kind}")
-    return data
-
-
-def merge_config(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge of ``overlay`` into a copy of ``base`` (Snakemake's ``--configfile a b`` semantics)."""
-    out = dict(base)
-    for key, value in overlay.items():
-        out[key] = merge_config(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
-    return out
-
-
-def check_writable(base: str | Path = ".") -> None:
-    """The working directory and its ``results/`` and ``resources/`` folders (where present) accept a
-    new file; otherwise a :class:`ConfigError` names the folder (checked when the workflow starts, so
-    a read-only results folder stops it before any job instead of after the first ones).
-    """
-    import tempfile
-
-    base = Path(base)
-    for folder in (base, base / "results", base / "resources"):
-        if not folder.is_dir():
-            continue
-        try:
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as e:
-            raise ConfigError(f"{folder}: the workflow cannot write there ({e.strerror or e}); make the folder writable "
-                              "or run in another directory (--directory)") from None
 
 
 def check_finite(node: Any, key: str = "") -> None:
@@ -206,58 +128,6 @@ def _check_tables(config: Mapping[str, Any]) -> None:
     n_val = sim.get("tables", {}).get("val", {}).get("n")
     if n_val is not None and int(n_val) < 2:
         raise ConfigError(f"simulate.tables.val.n: {n_val} validation samples; need at least 2 (the best epoch is chosen on them)")
-
-
-def _machine_mb() -> float | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e6
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def memory_estimates(config: Mapping[str, Any]) -> list[tuple[str, str, float, float]]:
-    """(rule, config key deciding it, estimated MB, requested MB) of the largest jobs of the data stage.
-
-    Bytes per simulated row: 7 parameters (float64), R coefficients and R x P Jacobian entries
-    (complex128), E CRBs (float64); a job holds about two copies of what it reads or writes, plus
-    :data:`JOB_BASE_MB`.
-    """
-    sim = config.get("simulate", {})
-    tables = sim.get("tables", {})
-    rank = int(config.get("basis", {}).get("rank", 13))
-    model = config.get("model", {})
-    e = len(model.get("estimated", PAPER_ESTIMATED))
-    n_unknown = e + len(model.get("nuisance", PAPER_NUISANCE))
-    row = 7 * 8 + rank * 16 + rank * n_unknown * 16 + e * 8
-    compute_mb = float(config.get("compute", {}).get("mem_mb", 4000))
-    train_mb = float(config.get("train", {}).get("mem_mb", 8000))
-    out = []
-    for name, table in tables.items():
-        n, shards = int(table["n"]), int(table["shards"])
-        out.append(("sample_parameters", f"simulate.tables.{name}.n", JOB_BASE_MB + 4 * n * 7 * 8 / 1e6,
-                    float(RULE_MEM_MB["sample_parameters"])))
-        shard = -(-n // shards)
-        out.append(("simulate_shard", f"simulate.tables.{name}.shards", JOB_BASE_MB + 2 * shard * row / 1e6, compute_mb))
-        out.append(("merge_shards", f"simulate.tables.{name}.shards", JOB_BASE_MB + 2 * shard * row / 1e6,
-                    float(RULE_MEM_MB["merge_shards"])))
-    if "train" in tables and "val" in tables:
-        n = int(tables["train"]["n"]) + int(tables["val"]["n"])
-        out.append(("train_network", "simulate.tables.train.n", JOB_BASE_MB + 2 * n * row / 1e6, train_mb))
-    return out
-
-
-def _check_memory(config: Mapping[str, Any]) -> None:
-    """No job of the data stage is known to need more memory than its rule requests or the machine has."""
-    machine = _machine_mb()
-    for rule, key, need, request in memory_estimates(config):
-        if need > request:
-            raise ConfigError(f"{key}: a {rule} job would need about {need:.0f} MB but requests {request:.0f} MB "
-                              "(compute.mem_mb / train.mem_mb or the rule's default); lower the value (more shards, "
-                              "fewer rows) or raise the memory request")
-        # the machine: only when the request fits it (a request above it is meant for a bigger node)
-        if machine is not None and request <= machine < need:
-            raise ConfigError(f"{key}: a {rule} job would need about {need:.0f} MB, more than this machine's "
-                              f"{machine:.0f} MB; lower the value (more shards, fewer rows)")
 
 
 def _check_box(key: str, box: Any, shape: tuple[int, int] | None, what: str) -> None:
@@ -574,7 +444,9 @@ def check_config(config: Mapping[str, Any], base: str | Path = ".") -> float | N
     _check_ordered(config)
     _check_grid_values(config, tr)
     _check_tables(config)
-    _check_memory(config)
+    from crbnn.config.resources import check_memory  # resources imports ConfigError from here
+
+    check_memory(config)
     _check_images(config)
     _check_basis_size(config, None, "basis.rank")
     if seq:

@@ -282,7 +282,8 @@ def claim_macros(claims: Mapping[str, Any]) -> dict[str, str]:
     >>> m["ClaimEfficiencyVerdict"], m["ClaimsBySNR"][:25]
     ('held', 'At SNR 10 the CRB network')
     """
-    from crbnn.evaluate.claims import CLAIM_NAMES, claim_key_text, claim_numbers_text
+    from crbnn.evaluate.claims import CLAIM_NAMES
+    from crbnn.report.claims_text import claim_key_text, claim_numbers_text
 
     out: dict[str, str] = {}
     sentences = []

@@ -257,12 +257,12 @@ def fmt_duration(seconds: float) -> str:
 
 
 def _g(x: float) -> str:
-    """Three significant digits, trailing zeros kept (1.00, not 1): :func:`crbnn.evaluate.claims.format_3g`.
+    """Three significant digits, trailing zeros kept (1.00, not 1): :func:`crbnn.report.claims_text.format_3g`.
 
     >>> _g(1.004), _g(100.0)
     ('1.00', '100')
     """
-    from crbnn.evaluate.claims import format_3g
+    from crbnn.report.claims_text import format_3g
 
     return format_3g(x)
 
@@ -415,7 +415,8 @@ def _rule_lines(record: Mapping[str, Any]) -> list[str]:
 def claims_lines(claims: Mapping[str, Any]) -> list[str]:
     """The per-claim table of the README block: verdict, criterion and numbers of every claim
     (:func:`crbnn.evaluate.claims.judge_all`)."""
-    from crbnn.evaluate.claims import CLAIM_NAMES, claim_numbers_text
+    from crbnn.evaluate.claims import CLAIM_NAMES
+    from crbnn.report.claims_text import claim_numbers_text
 
     rows = [claims[n] for n in CLAIM_NAMES if isinstance(claims.get(n), Mapping) and "verdict" in claims[n]]
     if not rows:

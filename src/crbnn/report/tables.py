@@ -18,7 +18,8 @@ from crbnn.report.latex import SIUNITX_UNITS, format_value, grid_label, latex_es
 def latex_claims_table(claims: Mapping[str, Any]) -> str:
     """The manuscript's table of the claims (``results/manuscript/claims.tex``): per claim its
     verdict, the criterion fixed in advance and the numbers with their 95 % intervals."""
-    from crbnn.evaluate.claims import CLAIM_NAMES, claim_numbers_text
+    from crbnn.evaluate.claims import CLAIM_NAMES
+    from crbnn.report.claims_text import claim_numbers_text
 
     rows = []
     for name in CLAIM_NAMES:
