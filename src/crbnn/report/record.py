@@ -327,8 +327,10 @@ def _regime_lines(record: Mapping[str, Any]) -> list[str]:
         return []
     pt = ", ".join(f"{k} {v:g}" for k, v in wm["point"].items())
     known, full = wm["sqrt_crb"]["m0s"], wm["sqrt_crb_all_unknown"]["m0s"]
+    held = list(record.get("config", {}).get("known", {}))
+    regime = f"with {' and '.join(held)} known" if held else "in the run's regime"
     return [
-        f"* The regime: sqrt(CRB) of m0s at {pt} (SNR {PAPER_SNR:g}) is {_g(known)} with Rex and T2s known and "
+        f"* The regime: sqrt(CRB) of m0s at {pt} (SNR {PAPER_SNR:g}) is {_g(known)} {regime} and "
         f"{_g(full)} with all nine parameters unknown ({full / known:.1f} times wider)."
     ]
 
