@@ -242,6 +242,52 @@ def print_table(records: Sequence[Mapping[str, Any]]) -> None:
         print(f"{r['row']:12} {r['cpu_minutes']:8.2f} " + " ".join(f"{v:8.3f}" for v in r["mean_loss_mean"]))
 
 
+def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """The rows as a Markdown table (docs/ablation.md is pasted from it): mean loss over m0s, T1, T2f
+    per SNR, the 95 % interval at SNR 50 and 100, the weights, signals, epochs and CPU-minutes."""
+    head = ("| row | change | weights | signals | epochs | " + " | ".join(f"SNR {s:g}" for s in SNRS)
+            + " | SNR 50 95 % | SNR 100 95 % | CPU-min |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in records:
+        k50, k100 = list(r["snrs"]).index(50), list(r["snrs"]).index(100)
+        ci = [f"{r['mean_loss_lo_mean'][k]:.2f}-{r['mean_loss_hi_mean'][k]:.2f}" for k in (k50, k100)]
+        what = r["what"].replace("|", "\\|")
+        lines.append(f"| {r['row']} | {what} | {r['weights'] / 1e6:.2f} M | {r['n_train'] // 1000}k | "
+                     f"{r['settings']['epochs']} | " + " | ".join(f"{v:.3f}" for v in r["mean_loss_mean"])
+                     + f" | {ci[0]} | {ci[1]} | {r['cpu_minutes']:.1f} |")
+    return "\n".join(lines)
+
+
+#: Rows of the training-set-size scan (same everything else) and the target of issue 18 at SNR >= 35.
+SIZE_ROWS = ("n20k", "baseline", "n80k", "n160k")
+TARGET_HIGH = 1.15
+
+
+def extrapolate_size(records: Sequence[Mapping[str, Any]], target: float = TARGET_HIGH) -> dict[str, Any]:
+    """Power law of the excess loss over the training-set size: ``L(n) - 1 = a n^-b`` fitted (least squares
+    in log-log) at every SNR to the rows of :data:`SIZE_ROWS` that ran, and the size ``n*`` where the fit
+    reaches ``target`` (None where the excess does not fall with n) with its CPU-minutes at the
+    reduced cost (CPU-minutes of the rows fitted linearly in n)."""
+    rows = [r for name in SIZE_ROWS for r in records if r["row"] == name]
+    out: dict[str, Any] = {"rows": [r["row"] for r in rows], "n_train": [r["n_train"] for r in rows], "target": target,
+                           "snrs": list(SNRS), "a": [], "b": [], "n_star": [], "cpu_minutes_star": []}
+    if len(rows) < 2:
+        return out
+    n = np.array([r["n_train"] for r in rows], dtype=float)
+    cpu = np.polyfit(n, [r["cpu_minutes"] for r in rows], 1)
+    for k in range(len(SNRS)):
+        excess = np.array([r["mean_loss_mean"][k] - 1.0 for r in rows])
+        if (excess <= 0).any():
+            out["a"].append(None), out["b"].append(None), out["n_star"].append(None), out["cpu_minutes_star"].append(None)
+            continue
+        slope, icpt = np.polyfit(np.log(n), np.log(excess), 1)
+        b, a = -slope, math.exp(icpt)
+        n_star = (a / (target - 1.0)) ** (1.0 / b) if b > 0 else None
+        out["a"].append(a), out["b"].append(b), out["n_star"].append(n_star)
+        out["cpu_minutes_star"].append(float(np.polyval(cpu, n_star)) if n_star is not None else None)
+    return out
+
+
 def plot(records: Sequence[Mapping[str, Any]], png: Path, rows: Sequence[str] | None = None) -> None:
     """Mean loss (over m0s, T1, T2f) against SNR for ``rows`` (default: all), with the 95 % intervals."""
     import matplotlib
@@ -294,6 +340,9 @@ def main() -> None:
     r.add_argument("--combine", nargs="+", default=None, metavar="ROW",
                    help="also run the row 'combined_<rows>' that joins these rows' changes")
     r.add_argument("--threads", type=int, default=1)
+    t = sub.add_parser("table", help="the rows of the JSON as a Markdown table")
+    t.add_argument("--json", type=Path, required=True)
+    t.add_argument("--fit-json", type=Path, default=None, help="write the training-size extrapolation here")
     p = sub.add_parser("plot", help="loss against SNR of the rows in the JSON")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--png", type=Path, required=True)
@@ -308,6 +357,7 @@ def main() -> None:
         combo = combined_row(["log_snr", "l2"])
         records.append(run_row("combined", combo, None, None, tiny=True))
         print_table(records)
+        print(markdown_table(records))
         if a.json:
             write_outputs(records, a.json, a.json.with_suffix(".csv"))
             plot(records, a.json.with_suffix(".png"))
@@ -332,6 +382,14 @@ def main() -> None:
             print(f"{name}: {rec['cpu_minutes']:.1f} CPU-min, mean loss "
                   + " ".join(f"{v:.3f}" for v in rec["mean_loss_mean"]), flush=True)
         print_table(records)
+    elif a.cmd == "table":
+        recs = load_records(a.json)
+        print(markdown_table(recs))
+        fit = extrapolate_size(recs)
+        if a.fit_json:
+            with atomic_write(a.fit_json) as tmp:
+                tmp.write_text(json.dumps(fit, indent=1))
+        print(json.dumps(fit))
     elif a.cmd == "plot":
         plot(load_records(a.json), a.png, a.rows)
     else:
