@@ -320,6 +320,17 @@ def load_records(path: Path | None) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path is not None and path.is_file() else []
 
 
+def join_records(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The rows of several JSON files in the order of :data:`ROWS` (then the others); a later file's
+    row of the same name wins."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for p in paths:
+        for r in load_records(p):
+            by_name[r["row"]] = r
+    order = {n: k for k, n in enumerate(ROWS)}
+    return sorted(by_name.values(), key=lambda r: order.get(r["row"], len(order)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="synthetic data, two rows of 2 epochs: checks that it runs")
@@ -341,10 +352,11 @@ def main() -> None:
                    help="also run the row 'combined_<rows>' that joins these rows' changes")
     r.add_argument("--threads", type=int, default=1)
     t = sub.add_parser("table", help="the rows of the JSON as a Markdown table")
-    t.add_argument("--json", type=Path, required=True)
+    t.add_argument("--json", type=Path, nargs="+", required=True, help="row files (joined; a later file's row wins)")
+    t.add_argument("--merged-json", type=Path, default=None, help="write the joined rows here (JSON and CSV beside)")
     t.add_argument("--fit-json", type=Path, default=None, help="write the training-size extrapolation here")
     p = sub.add_parser("plot", help="loss against SNR of the rows in the JSON")
-    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--json", type=Path, nargs="+", required=True)
     p.add_argument("--png", type=Path, required=True)
     p.add_argument("--rows", nargs="+", default=None)
     a = ap.parse_args()
@@ -377,13 +389,16 @@ def main() -> None:
                 print(f"{name}: in {a.json}, skipped", flush=True)
                 continue
             rec = run_row(name, row, a.data, a.extra, tiny=False)
-            records.append(rec)
+            # re-read: another process may have added rows to the same JSON meanwhile
+            records = [r for r in load_records(a.json) if r["row"] != name] + [rec]
             write_outputs(records, a.json, a.csv)
             print(f"{name}: {rec['cpu_minutes']:.1f} CPU-min, mean loss "
                   + " ".join(f"{v:.3f}" for v in rec["mean_loss_mean"]), flush=True)
         print_table(records)
     elif a.cmd == "table":
-        recs = load_records(a.json)
+        recs = join_records(a.json)
+        if a.merged_json:
+            write_outputs(recs, a.merged_json, a.merged_json.with_suffix(".csv"))
         print(markdown_table(recs))
         fit = extrapolate_size(recs)
         if a.fit_json:
@@ -391,7 +406,7 @@ def main() -> None:
                 tmp.write_text(json.dumps(fit, indent=1))
         print(json.dumps(fit))
     elif a.cmd == "plot":
-        plot(load_records(a.json), a.png, a.rows)
+        plot(join_records(a.json), a.png, a.rows)
     else:
         ap.error("give a command (simulate, run, plot) or --tiny")
 

@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--trace", action="store_true", help="the real loop with its largest inputs traced per epoch")
     ap.add_argument("--clamp-inputs", type=float, default=None, help="--trace: clamp training inputs to [-T, T]")
     ap.add_argument("--seed", type=int, default=1, help="--trace: train.seed (init, shuffling, noise)")
+    ap.add_argument("--normalization", default="first_coefficient", help="--trace / --replay: train.normalization")
     ap.add_argument("--n-train", type=int, default=None, help="--trace: the first N training signals")
     ap.add_argument("--replay", action="store_true", help="redraw the inputs of a finished run (no training)")
     ap.add_argument("--history", type=Path, nargs="*", default=[], help="--replay: history.csv files of that run")
@@ -252,7 +253,7 @@ def main() -> None:
         train = read_training_data(a.data / "train.h5")
         val = read_training_data(a.data / "val.h5")
     if a.replay or a.tiny:
-        rs = TrainSettings.from_dict({"seed": a.seed, "batch_size": a.batch_size})
+        rs = TrainSettings.from_dict({"seed": a.seed, "batch_size": a.batch_size, "normalization": a.normalization})
         replay = replay_inputs(train, rs, 2 if a.tiny else a.epochs)
         hists = {p.parent.name: read_history(p) for p in a.history}
         if a.tiny:
@@ -264,6 +265,7 @@ def main() -> None:
             return
     if a.trace or a.tiny:
         ts = TrainSettings.from_dict({"epochs": 2 if a.tiny else a.epochs, "seed": a.seed, "max_train_samples": a.n_train,
+                                      "normalization": a.normalization,
                                       "lr": a.lr, "lr_step_epochs": a.lr_step, "batch_size": a.batch_size,
                                       **({"network": {"preset": "tiny"}} if a.tiny else {})})
         trace = trace_real_loop(train, val, ts, a.loss, a.clamp_inputs)
