@@ -26,12 +26,13 @@ def run_tiny(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_benchmark_is_listed() -> None:
-    assert SCRIPTS == ["expm.py", "gpu_check.py", "nlls.py", "nlls_invivo.py", "nlls_outliers.py", "simulate.py",
+    assert SCRIPTS == ["ablation.py", "expm.py", "gpu_check.py", "nlls.py", "nlls_invivo.py", "nlls_outliers.py", "simulate.py",
                        "train.py", "validation_stability.py"]
 
 
-# simulate.py and gpu_check.py have their own tests below; nlls_outliers.py in tests/test_nlls_outliers.py
-@pytest.mark.parametrize("script", [s for s in SCRIPTS if s not in ("simulate.py", "gpu_check.py", "nlls_outliers.py")])
+# simulate.py, gpu_check.py and ablation.py have their own tests below; nlls_outliers.py in tests/test_nlls_outliers.py
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s not in ("simulate.py", "gpu_check.py", "nlls_outliers.py",
+                                                                    "ablation.py")])
 def test_benchmark_runs_in_tiny_mode(script: str, data_dir: Path) -> None:
     run_tiny(script)
 
@@ -59,3 +60,16 @@ def test_gpu_check_says_when_it_skips_cuda(data_dir: Path) -> None:
         assert "CUDA vs CPU: max" in proc.stdout
     else:
         assert "SKIPPED the CUDA part" in proc.stdout and "CUDA vs CPU: max" not in proc.stdout
+
+
+def test_ablation_writes_rows_table_and_plot(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ablation.json"
+    run_tiny("ablation.py", "--json", str(out))
+    rows = json.loads(out.read_text())
+    assert [r["row"] for r in rows] == ["baseline", "log_snr", "combined"]
+    for r in rows:
+        assert r["snrs"] == [10, 20, 35, 50, 70, 100] and len(r["mean_loss_mean"]) == 6 and r["cpu_minutes"] > 0
+        assert all(lo <= v <= hi for lo, v, hi in zip(r["mean_loss_lo_mean"], r["mean_loss_mean"], r["mean_loss_hi_mean"]))
+    assert rows[0]["settings"]["m0_distribution"] == "uniform" and rows[1]["settings"]["m0_distribution"] == "log_uniform"
+    assert rows[2]["settings"]["normalization"] == "l2"
+    assert (tmp_path / "ablation.csv").read_text().count("\n") == 4 and (tmp_path / "ablation.png").stat().st_size > 0

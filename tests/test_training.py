@@ -309,3 +309,55 @@ def test_training_defaults_have_one_home() -> None:
     validated.update({k: section["bias_reduced"][k] for k in ("realizations", "lam", "delta")})
     assert TrainSettings.from_dict({}) == TrainSettings.from_dict(validated)
     assert TrainSettings.from_dict({}).epochs == section["optimizer"]["epochs"]
+
+
+def test_log_uniform_m0_spreads_the_snr_evenly_over_log_snr() -> None:
+    """train.noise.m0_distribution: 'log_uniform' gives every decade of SNR the same share of the
+    training signals (uniform |M0| gives SNR 10-31.6 only a quarter), keeps |M0| in range and the phase,
+    and 'uniform' (the default) draws exactly what the loop drew before the option existed."""
+    from crbnn.learn.training_data import draw_noisy, log_uniform_magnitude
+    from crbnn.physics.noise import add_noise, draw_m0
+
+    c = torch.ones(200000, 2, dtype=torch.complex64)
+    _, m2_log = draw_noisy(c, torch.Generator().manual_seed(3), 0.01, (0.1, 1.0), distribution="log_uniform")
+    _, m2_uni = draw_noisy(c, torch.Generator().manual_seed(3), 0.01, (0.1, 1.0))
+    m_log, m_uni = m2_log.sqrt(), m2_uni.sqrt()
+    below = 10 ** -0.5  # |M0| = 0.316: SNR 31.6, the middle of the log range
+    assert float((m_log < below).double().mean()) == pytest.approx(0.5, abs=0.01)
+    assert float((m_uni < below).double().mean()) == pytest.approx((below - 0.1) / 0.9, abs=0.01)
+    assert float(m_log.min()) >= 0.1 - 1e-6 and float(m_log.max()) <= 1.0 + 1e-6
+    m0 = draw_m0(torch.Generator().manual_seed(1), (1000,), (0.1, 1.0))
+    assert torch.allclose(torch.angle(log_uniform_magnitude(m0, (0.1, 1.0))), torch.angle(m0), atol=1e-5)
+    # the default is the old draw: draw_m0 then add_noise from one generator
+    g_old, g_new = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    coef = torch.randn(64, 3, dtype=torch.complex64)
+    m0_old = draw_m0(g_old, (64,), (0.1, 1.0))
+    y_old = add_noise(g_old, m0_old[:, None] * coef, 0.01)
+    y_new, m2_new = draw_noisy(coef, g_new, 0.01, (0.1, 1.0))
+    assert torch.equal(y_old, y_new) and torch.equal(m0_old.abs() ** 2, m2_new)
+    with pytest.raises(ValueError, match="log_uniform"):
+        draw_noisy(coef, g_new, 0.01, (0.1, 1.0), distribution="loguniform")
+
+
+def test_m0_distribution_setting(toy: dict[str, Path]) -> None:
+    """The option flows from the config section into TrainSettings and the validation noise; a bad value
+    is rejected by TrainSettings and by the schema."""
+    from snakemake.utils import validate
+
+    from crbnn.learn.train_settings import TRAIN_SCHEMA, settings_for_loss
+
+    assert TrainSettings.from_dict({}).m0_distribution == "uniform"
+    flat = settings_for_loss({"noise": {"m0_distribution": "log_uniform"}}, "crb")
+    assert flat["m0_distribution"] == "log_uniform"
+    with pytest.raises(ValueError, match="m0_distribution"):
+        settings(m0_distribution="normal")
+    with pytest.raises(Exception, match="normal"):
+        validate({"noise": {"m0_distribution": "normal"}}, str(TRAIN_SCHEMA), set_default=True)
+    val = read_training_data(toy["val"])
+    uni = make_validation_set(val, settings(), torch.device("cpu"))
+    log = make_validation_set(val, settings(m0_distribution="log_uniform"), torch.device("cpu"))
+    # same random numbers, smaller |M0| (larger scaled CRB) for log-uniform where u is inside (0, 1)
+    ratio = log.crb[:, 0] / uni.crb[:, 0]
+    assert bool((ratio >= 1 - 1e-5).all()) and float(ratio.max()) > 2
+    model, hist = train_network(read_training_data(toy["train"]), val, settings(m0_distribution="log_uniform"), "crb")
+    assert model.meta["settings"]["m0_distribution"] == "log_uniform" and len(hist) == 3

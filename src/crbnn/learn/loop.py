@@ -267,7 +267,8 @@ def train_epoch(state: TrainingState, data: _DeviceData, settings: TrainSettings
         if len(idx) < 2:  # BatchNorm needs two samples; a single leftover is dropped
             continue
         idx_d = idx.to(data.coefficients.device)
-        y, m2 = draw_noisy(data.coefficients[idx_d], gen, settings.sigma, settings.m0_range, k_real)
+        y, m2 = draw_noisy(data.coefficients[idx_d], gen, settings.sigma, settings.m0_range, k_real,
+                           settings.m0_distribution)
         x = normalize_inputs(y, settings.normalization)
         crb_b = data.crb[idx_d] * crb_scale(settings.sigma, m0_abs2=m2)[:, None]
         if k_real is None:

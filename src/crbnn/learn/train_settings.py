@@ -19,6 +19,8 @@ from crbnn.learn.losses import LOSSES
 TRAIN_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "train.schema.yaml"
 
 NORMALIZATIONS = ("l2", "first_coefficient")
+#: Distributions of the training ``|M0|`` in ``m0_range`` (crbnn.learn.training_data.draw_noisy).
+M0_DISTRIBUTIONS = ("uniform", "log_uniform")
 
 
 @dataclass
@@ -26,7 +28,8 @@ class TrainSettings:
     """Everything that determines a trained network (the config ``train`` section for one loss).
 
     Units: ``sigma`` noise standard deviation per real/imaginary part of a coefficient at M0 = 1;
-    ``m0_range`` range of ``|M0|`` (dimensionless); ``lr`` learning rate; ``lr_step_epochs`` epochs
+    ``m0_range`` range of ``|M0|`` (dimensionless), ``m0_distribution`` its distribution (``uniform`` or
+    ``log_uniform``); ``lr`` learning rate; ``lr_step_epochs`` epochs
     between multiplications of the learning rate by ``lr_gamma``; ``batch_size`` signals per batch
     (each with ``realizations`` noise draws for the ``bias_reduced`` loss).
 
@@ -41,6 +44,7 @@ class TrainSettings:
     seed: int
     sigma: float
     m0_range: tuple[float, float]
+    m0_distribution: str
     normalization: str
     network: dict[str, Any]
     epochs: int
@@ -78,6 +82,8 @@ class TrainSettings:
         lo, hi = self.m0_range
         if not (0 < lo <= hi):
             raise ValueError(f"m0_range must satisfy 0 < min <= max, got {self.m0_range}")
+        if self.m0_distribution not in M0_DISTRIBUTIONS:
+            raise ValueError(f"m0_distribution must be one of {M0_DISTRIBUTIONS}, got {self.m0_distribution!r}")
         if self.sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {self.sigma}")
         if self.normalization not in NORMALIZATIONS:
@@ -127,6 +133,8 @@ def settings_for_loss(train_config: Mapping[str, Any], loss: str) -> dict[str, A
     noise = c.get("noise", {})
     if "sigma" in noise:
         out["sigma"] = noise["sigma"]
+    if "m0_distribution" in noise:
+        out["m0_distribution"] = noise["m0_distribution"]
     if "m0_min" in noise or "m0_max" in noise:
         dflt = _train_section_defaults()["noise"]
         out["m0_range"] = [noise.get("m0_min", dflt["m0_min"]), noise.get("m0_max", dflt["m0_max"])]

@@ -38,7 +38,7 @@ Generator = np.random.Generator | torch.Generator
 def _uniform(rng: Generator, shape: tuple[int, ...]) -> Any:
     """U[0, 1) of ``shape``: float64 numpy from a numpy generator, float32 torch from a torch one."""
     if isinstance(rng, torch.Generator):
-        return torch.rand(shape, generator=rng)
+        return torch.rand(shape, generator=rng, dtype=torch.float32)  # whatever the default dtype
     return rng.random(shape)
 
 
