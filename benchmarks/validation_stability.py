@@ -58,6 +58,7 @@ from crbnn.learn.loop import averaged_model, init_model
 from crbnn.learn.losses import compute_loss, crb_normalized_errors
 from crbnn.learn.nets import EstimatorNet
 from crbnn.learn.train_settings import TrainSettings
+from crbnn.physics.noise import crb_scale
 
 
 @torch.no_grad()
@@ -295,7 +296,7 @@ def main() -> None:
             idx = perm[start : start + bs]
             y, m2 = draw_noisy(train.coefficients[idx], gen, s.sigma, s.m0_range)
             x = normalize_inputs(y, s.normalization)
-            crb = train.crb[idx] * (s.sigma**2 / m2)[:, None]
+            crb = train.crb[idx] * crb_scale(s.sigma, m0_abs2=m2)[:, None]
             loss = compute_loss(a.loss, model(x), train.targets[idx], crb)
             opt.zero_grad()
             loss.backward()
