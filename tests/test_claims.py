@@ -247,3 +247,15 @@ def test_numbers_text_states_margin_beside_seed_spread() -> None:
     assert claim_numbers_text(v) == "no published values; margin 0.0390 against a spread over training seeds of 0.0112"
     v["numbers"]["seed_spread"] = None
     assert claim_numbers_text(v) == "no published values"
+
+
+def test_key_text_of_efficiency_names_the_band() -> None:
+    """The abstract's sentence of the efficiency claim gives the test-set mean with its interval and the band."""
+    from crbnn.evaluate.claims import EFFICIENCY_BAND
+    from crbnn.report.claims_text import claim_key_text
+
+    v = {"name": "efficiency", "verdict": "not held", "reason": "T2f above the band",
+         "numbers": {"test_mean_at_paper_snr": [1.02, 0.99, 1.05]}}
+    text = claim_key_text(v)
+    assert f"band [{EFFICIENCY_BAND[0]:g}, {EFFICIENCY_BAND[1]:g}]" in text and "1.02 [0.990, 1.05]" in text
+    assert text.endswith("; T2f above the band")

@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crbnn.evaluate.claims import PAPER_SNR, snr_label
+from crbnn.evaluate.claims import EFFICIENCY_BAND, PAPER_SNR, snr_label
 
 
 def format_3g(x: float) -> str:
