@@ -48,11 +48,19 @@ from crbnn.common.seeds import derive_seed
 from crbnn.learn.training_data import TrainingData, read_training_data
 
 #: SNRs of the sweep (config evaluate.snr_sweep.snrs) and its noise draws per sample.
-SNRS: tuple[float, ...] = (10, 20, 35, 50, 70, 100)
-REALIZATIONS = 20
-N_BOOT = 1000
-SWEEP_SEED = 2023  # config evaluate.seed
-SIGMA = 0.01  # config evaluate.sigma = train.noise.sigma
+def _default_evaluation() -> dict[str, Any]:
+    """The config's ``evaluate`` section (config/config.yaml): the sweep of the rows is the workflow's."""
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["evaluate"]
+
+
+_EVALUATE = _default_evaluation()
+SNRS: tuple[float, ...] = tuple(float(x) for x in _EVALUATE["snr_sweep"]["snrs"])
+REALIZATIONS = int(_EVALUATE["snr_sweep"]["realizations"])
+N_BOOT = int(_EVALUATE["snr_sweep"]["n_boot"])
+SWEEP_SEED = int(_EVALUATE["seed"])
+SIGMA = float(_EVALUATE["sigma"])
 
 #: The reduced-cost baseline: the default config's training with 100 epochs, lr step scaled 50 -> 12.
 BASE: dict[str, Any] = {"epochs": 100, "lr_step_epochs": 12, "network": {"preset": "default"},
